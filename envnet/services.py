@@ -1,0 +1,259 @@
+"""Run the real Mosquitto and InfluxDB locally, on free ports, with data in a directory we own.
+
+Used by `make demo` (data under var/) and by the tests (data in temp dirs). Both servers are the
+Debian packages; nothing here fakes them. Each service is a context manager and can be stopped
+and started again on the same port and data (the fault tests restart them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+MOSQUITTO_BIN = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+INFLUXD_BIN = shutil.which("influxd") or "/usr/bin/influxd"
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be started; the message says which and why."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceError(
+                f"process exited with code {proc.returncode} before port {port} opened"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServiceError(f"port {port} did not open within {timeout:.0f} s")
+
+
+class _Process:
+    """A child process with its log file, stopped politely then firmly."""
+
+    name = "service"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / f"{self.name}.log"
+
+    def _spawn(self, argv: list[str]) -> None:
+        log = open(self.log_path, "ab")
+        # Own process group, so Ctrl-C in the terminal reaches only the parent, which stops us.
+        self.proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+        )
+        log.close()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Mosquitto(_Process):
+    """Mosquitto 2 with persistence on, anonymous access unless a password file is given."""
+
+    name = "mosquitto"
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+        extra_conf: str = "",
+    ) -> None:
+        super().__init__(workdir)
+        self.port = port or free_port()
+        self.password_file = password_file
+        self.acl_file = acl_file
+        self.extra_conf = extra_conf
+        self.conf_path = self.workdir / "mosquitto.conf"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def write_conf(self) -> None:
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {data}/",
+            "autosave_interval 1",
+            # Gateways queue QoS 1 messages while down; a backlog of a few minutes of a city
+            # network must not be dropped by the broker's default limits.
+            "max_queued_messages 1000000",
+            "max_inflight_messages 1000",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        ]
+        if self.password_file:
+            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.acl_file:
+            lines.append(f"acl_file {self.acl_file}")
+        self.conf_path.write_text("\n".join(lines) + "\n" + self.extra_conf)
+
+    def start(self, timeout: float = 15.0) -> None:
+        if not Path(MOSQUITTO_BIN).exists():
+            raise ServiceError("mosquitto is not installed (apt-get install mosquitto)")
+        self.write_conf()
+        self._spawn([MOSQUITTO_BIN, "-c", str(self.conf_path)])
+        try:
+            wait_for_port(self.port, timeout, self.proc)
+        except ServiceError as e:
+            raise ServiceError(f"mosquitto: {e}\n{self.log_tail()}") from None
+
+
+class InfluxDB(_Process):
+    """InfluxDB 1.x (Debian's 1.6) with HTTP on a free port and one database created."""
+
+    name = "influxd"
+
+    def __init__(self, workdir: Path, port: int | None = None, database: str = "envnet") -> None:
+        super().__init__(workdir)
+        self.port = port or free_port()
+        self.rpc_port = free_port()
+        self.database = database
+        self.conf_path = self.workdir / "influxdb.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_conf(self) -> None:
+        d = self.workdir
+        self.conf_path.write_text(
+            f"""reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{d}/meta"
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+  wal-fsync-delay = "0s"
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+  max-body-size = 0
+[monitor]
+  store-enabled = false
+[subscriber]
+  enabled = false
+[continuous_queries]
+  enabled = false
+"""
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        if not Path(INFLUXD_BIN).exists():
+            raise ServiceError("influxd is not installed (apt-get install influxdb)")
+        self.write_conf()
+        env = dict(os.environ, INFLUXDB_CONFIG_PATH=str(self.conf_path))
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [INFLUXD_BIN, "run", "-config", str(self.conf_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServiceError(f"influxd exited early:\n{self.log_tail()}")
+            try:
+                urllib.request.urlopen(f"{self.url}/ping", timeout=1).close()
+                break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        else:
+            raise ServiceError(f"influxd did not answer /ping within {timeout:.0f} s")
+        self.query(f'CREATE DATABASE "{self.database}"', method="POST")
+
+    def query(self, q: str, method: str = "GET", epoch: str = "s") -> dict:
+        """Run InfluxQL through the HTTP API and return the decoded JSON."""
+        import json
+
+        params = urllib.parse.urlencode({"q": q, "db": self.database, "epoch": epoch})
+        if method == "POST":
+            req = urllib.request.Request(f"{self.url}/query", data=params.encode(), method="POST")
+            req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        else:
+            req = urllib.request.Request(f"{self.url}/query?{params}")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def rows(self, q: str) -> list[dict]:
+        """Rows of the first series of an InfluxQL query, as dicts (empty when no series)."""
+        res = self.query(q)["results"][0]
+        if "error" in res:
+            raise ServiceError(f"InfluxQL error: {res['error']}")
+        out: list[dict] = []
+        for series in res.get("series", []):
+            cols = series["columns"]
+            for values in series["values"]:
+                row = dict(zip(cols, values, strict=True))
+                row.update(series.get("tags", {}))
+                out.append(row)
+        return out

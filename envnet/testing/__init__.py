@@ -1,0 +1,1 @@
+"""Test helpers; the services themselves live in envnet.services."""

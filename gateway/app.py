@@ -1,0 +1,244 @@
+"""The gateway process: MQTT subscriber -> validate -> durable buffer -> ack; writer -> InfluxDB.
+
+Threads: paho's network loop queues messages; the ingest loop validates a batch, commits it to
+the buffer in one transaction and only then acknowledges each message to the broker (QoS 1,
+manual ack); the writer drains the buffer to InfluxDB. Kill it at any point: what was not
+acknowledged is redelivered by the broker, what was acknowledged is on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from envnet import contract
+from envnet.config import Settings
+from envnet.statestore import SqliteStateStore
+
+from . import metrics
+from .buffer import Buffer, BufferFullError, DeadLetter
+from .ingest import ingest
+from .writer import InfluxWriter
+
+log = logging.getLogger("envnet.gateway")
+
+SUBSCRIPTION = f"{contract.TOPIC_ROOT}+/#"
+BATCH_MAX = 5000
+BATCH_WAIT_S = 0.01
+
+
+@dataclass(slots=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: float
+
+
+ReadingsHook = Callable[[str, dict | None, list[dict]], None]
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.buffer = Buffer(settings.gateway.buffer_path)
+        self.store = SqliteStateStore(settings.store.path)
+        self.writer = InfluxWriter(
+            self.buffer, settings.influx, settings.gateway.keep_written_hours * 3600
+        )
+        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.stop_event = threading.Event()
+        self.connected = threading.Event()
+        self.reading_hooks: list[ReadingsHook] = []
+        self._meta_cache: dict[str, tuple[float, dict | None]] = {}
+        self.client = self._make_client()
+
+    # -- MQTT ----------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        m = self.settings.mqtt
+        shared = bool(m.shared_group)
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=m.client_id,
+            # A persistent session: the broker queues QoS 1 messages while we are away.
+            clean_session=None if shared else False,
+            protocol=mqtt.MQTTv5 if shared else mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if m.username:
+            client.username_pw_set(m.username, m.password)
+        url = urlparse(m.url)
+        if url.scheme == "mqtts":
+            client.tls_set(ca_certs=m.ca_file or None)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_inflight_messages_set(1000)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _subscription(self) -> str:
+        g = self.settings.mqtt.shared_group
+        return f"$share/{g}/{SUBSCRIPTION}" if g else SUBSCRIPTION
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect refused: %s", reason_code)
+            return
+        client.subscribe(self._subscription(), qos=1)
+        self.connected.set()
+        log.info("connected to %s, subscribed to %s", self.settings.mqtt.url, self._subscription())
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self.stop_event.is_set():
+            log.warning("MQTT disconnected (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.time()))
+
+    # -- ingest --------------------------------------------------------------------------
+    def _meta(self, station: str) -> dict | None:
+        """Registry lookups, cached briefly: provisioning a station shows up within seconds."""
+        now = time.monotonic()
+        hit = self._meta_cache.get(station)
+        if hit and hit[0] > now:
+            return hit[1]
+        meta = self.store.get_station_meta(station)
+        self._meta_cache[station] = (now + 5.0, meta)
+        return meta
+
+    def _take_batch(self) -> list[Inbound]:
+        try:
+            first = self.inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + BATCH_WAIT_S
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.001)
+        return batch
+
+    def process(self, batch: list[Inbound]) -> list[tuple[str, str, dict | None, object, float]]:
+        """Validate and commit a batch; returns the accepted messages for state/evaluation."""
+        points, dead, accepted = [], [], []
+        max_bytes = self.settings.gateway.max_payload_bytes
+        for m in batch:
+            try:
+                if len(m.payload) > max_bytes:
+                    raise contract.Rejected("too_large", f"{len(m.payload)} bytes > {max_bytes}")
+                msg = contract.decode(m.topic, m.payload)
+            except contract.Rejected as e:
+                dead.append(DeadLetter(m.topic, m.payload, e.reason, e.detail))
+                metrics.messages_rejected.labels(reason=e.reason).inc()
+                log.warning("rejected %s: %s", m.topic, e)
+                continue
+            metrics.messages_received.labels(sub=msg.sub).inc()
+            meta = self._meta(msg.station)
+            result = ingest(msg, meta, m.received_at)
+            points.extend(result.points)
+            metrics.values_out_of_range.inc(result.out_of_range)
+            accepted.append((msg.station, msg.sub, meta, msg.body, result, m.received_at))
+        new, dup = self.buffer.store(points, dead, time.time())
+        n_readings = sum(len(a[4].readings) for a in accepted)
+        metrics.readings_duplicate.inc(dup)
+        metrics.readings_stored.inc(max(n_readings - dup, 0))
+        return accepted
+
+    def _update_state(self, accepted) -> None:
+        by_station: dict[str, list[dict]] = {}
+        for station, sub, meta, body, result, received_at in accepted:
+            if sub == "reading":
+                by_station.setdefault(station, []).extend(result.readings)
+                if meta is None:
+                    metrics.readings_unregistered.inc(len(result.readings))
+            elif sub == "status":
+                self.store.record_status(station, body.state, body.model_dump(), received_at)
+            elif sub == "health":
+                self.store.record_health(station, body.model_dump(), received_at)
+        for station, rows in by_station.items():
+            self.store.record_readings(station, rows[0]["kind"], rows)
+            for hook in self.reading_hooks:
+                try:
+                    hook(station, self._meta(station), rows)
+                except Exception:
+                    log.exception("reading hook failed for %s", station)
+
+    def _ingest_loop(self) -> None:
+        pending: list[Inbound] = []
+        while not self.stop_event.is_set() or not self.inbox.empty():
+            batch = pending or self._take_batch()
+            if not batch:
+                continue
+            try:
+                accepted = self.process(batch)
+            except BufferFullError as e:
+                # Not acknowledged: the broker keeps the messages. Retry until the disk recovers.
+                metrics.buffer_errors.inc()
+                log.error(
+                    "cannot store to the buffer, not acknowledging %d messages: %s", len(batch), e
+                )
+                pending = batch
+                self.stop_event.wait(1.0)
+                continue
+            pending = []
+            for m in batch:
+                if m.qos > 0:
+                    self.client.ack(m.mid, m.qos)
+            try:
+                self._update_state(accepted)
+            except Exception:
+                log.exception("state store update failed; readings are safe in the buffer")
+
+    def _publish_counters(self) -> None:
+        key = f"gateway:{self.settings.mqtt.client_id}:metrics"
+        while not self.stop_event.wait(5.0):
+            try:
+                self.store.put_kv(key, {"at": time.time(), "metrics": metrics.snapshot()})
+            except Exception as e:
+                log.warning("could not publish gateway counters: %s", e)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        url = urlparse(self.settings.mqtt.url)
+        port = url.port or (8883 if url.scheme == "mqtts" else 1883)
+        self.writer.start()
+        self._threads = [
+            threading.Thread(target=self._ingest_loop, name="ingest", daemon=True),
+            threading.Thread(target=self._publish_counters, name="counters", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        self.client.connect_async(url.hostname or "127.0.0.1", port, self.settings.mqtt.keepalive)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+        for t in self._threads:
+            t.join(5)
+        self.writer.stop()
+        self.writer.join(10)
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self.stop_event.wait(1.0):
+                pass
+        finally:
+            self.stop()

@@ -1,0 +1,161 @@
+"""The gateway's durable receive buffer (SQLite, WAL).
+
+A message is acknowledged to the broker only after its transaction here has committed, so a
+killed gateway loses nothing: the broker redelivers whatever was not acknowledged. Readings are
+keyed by (station, seq, ts): a replay or a QoS 1 duplicate is recognised and ignored, while a
+station whose seq counter restarted (a wiped flash) still gets its new readings stored.
+Rejected messages are kept verbatim in a dead-letter table for inspection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from envnet.statestore import connect_sqlite
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    station TEXT NOT NULL,
+    measurement TEXT NOT NULL,
+    seq INTEGER,
+    ts REAL NOT NULL,
+    line TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    written_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS points_identity ON points(station, measurement, seq, ts)
+    WHERE seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS points_pending ON points(id) WHERE written_at IS NULL;
+CREATE INDEX IF NOT EXISTS points_written ON points(written_at) WHERE written_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+
+@dataclass(slots=True)
+class Point:
+    station: str
+    measurement: str
+    seq: int | None
+    ts: float
+    line: str
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+
+
+class BufferFullError(OSError):
+    """The buffer's disk refused a write (full or read-only): stop acknowledging, retry later."""
+
+
+class Buffer:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn = connect_sqlite(self.path)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def store(
+        self, points: Iterable[Point], dead: Iterable[DeadLetter], received_at: float
+    ) -> tuple[int, int]:
+        """Commit a batch durably. Returns (new points, duplicates ignored)."""
+        pts = [(p.station, p.measurement, p.seq, p.ts, p.line, received_at) for p in points]
+        dls = [(received_at, d.topic, d.payload, d.reason, d.detail) for d in dead]
+        with self._lock:
+            try:
+                c = self._conn
+                c.execute("BEGIN IMMEDIATE")
+                before = c.total_changes
+                c.executemany(
+                    "INSERT OR IGNORE INTO points(station, measurement, seq, ts, line, received_at)"
+                    " VALUES (?,?,?,?,?,?)",
+                    pts,
+                )
+                new = c.total_changes - before
+                if dls:
+                    c.executemany(
+                        "INSERT INTO dead_letters(received_at, topic, payload, reason, detail)"
+                        " VALUES (?,?,?,?,?)",
+                        dls,
+                    )
+                c.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise BufferFullError(f"buffer {self.path}: {e}") from e
+        return new, len(pts) - new
+
+    def pending(self, limit: int) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, line FROM points WHERE written_at IS NULL ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT count(*) FROM points WHERE written_at IS NULL"
+            ).fetchone()[0]
+
+    def mark_written(self, ids: list[int]) -> None:
+        now = time.time()
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            c.executemany("UPDATE points SET written_at=? WHERE id=?", [(now, i) for i in ids])
+            c.execute("COMMIT")
+
+    def quarantine(self, point_id: int, reason: str, detail: str) -> None:
+        """A point InfluxDB refuses for good: keep it as a dead letter, stop retrying it."""
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            row = c.execute("SELECT station, line FROM points WHERE id=?", (point_id,)).fetchone()
+            if row:
+                c.execute(
+                    "INSERT INTO dead_letters(received_at, topic, payload, reason, detail)"
+                    " VALUES (?,?,?,?,?)",
+                    (time.time(), f"influx:{row[0]}", row[1].encode(), reason, detail),
+                )
+                c.execute("UPDATE points SET written_at=? WHERE id=?", (time.time(), point_id))
+            c.execute("COMMIT")
+
+    def purge_written(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        with self._lock:
+            cur = self._conn.execute(
+                "DELETE FROM points WHERE written_at IS NOT NULL AND written_at < ?", (cutoff,)
+            )
+            return cur.rowcount
+
+    def dead_letters(self, limit: int = 100) -> list[dict]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, received_at, topic, payload, reason, detail FROM dead_letters"
+                " ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(r) for r in rows]

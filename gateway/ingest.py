@@ -1,0 +1,117 @@
+"""From validated MQTT messages to buffered InfluxDB points and station-state updates.
+
+Pure functions of (message, station metadata, receive time); no I/O, so the rules are easy to
+test and identical in every gateway process.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from envnet import contract
+from envnet.contract import Health, Message, Reading, Status
+
+from .buffer import Point
+from .line_protocol import line
+
+# Station metadata that becomes InfluxDB tags (DESIGN.md: station, kind, district, river/section).
+META_TAGS = ("district", "river", "section")
+HEALTH_NUMBERS = ("battery_v", "rssi_dbm", "uptime_s", "heap_free", "buffered", "dropped")
+
+
+@dataclass(slots=True)
+class Ingested:
+    points: list[Point] = field(default_factory=list)
+    readings: list[dict[str, Any]] = field(default_factory=list)  # for state and evaluation
+    out_of_range: int = 0
+
+
+def _tags(station: str, kind: str | None, meta: dict | None) -> dict[str, str | None]:
+    tags: dict[str, str | None] = {"station": station, "kind": kind}
+    for key in META_TAGS:
+        tags[key] = (meta or {}).get(key)
+    return tags
+
+
+def reading_point(
+    station: str, r: Reading, meta: dict | None, received_at: float
+) -> tuple[Point, dict, int]:
+    """One reading -> (point, state row, values flagged out of range by the gateway)."""
+    flags = dict(r.flags)
+    out_of_range = 0
+    for name, value in r.values.items():
+        if name not in flags and contract.out_of_range(r.kind, name, value):
+            # A station should have flagged it; the gateway does, so no alert trusts it.
+            flags[name] = "range"
+            out_of_range += 1
+    # A clock-unsynced station's ts is only an estimate: store our receive time instead.
+    ts = received_at if r.clock_unsynced else float(r.ts)
+    fields: dict[str, object] = {k: float(v) for k, v in r.values.items()}
+    fields["seq"] = r.seq
+    for name, flag in flags.items():
+        fields["flag_all" if name == "*" else f"flag_{name}"] = flag
+    if r.extras:
+        fields["extra"] = json.dumps(r.extras, ensure_ascii=False, sort_keys=True)
+    text = line(r.kind, _tags(station, r.kind, meta), fields, round(ts * 1000))
+    row = {
+        "station": station,
+        "kind": r.kind,
+        "seq": r.seq,
+        "ts": ts,
+        "station_ts": float(r.ts),
+        "values": dict(r.values),
+        "flags": flags,
+        "received_at": received_at,
+    }
+    # Identity uses the station's own ts, so replays of a clock-flagged reading dedupe too.
+    return Point(station, r.kind, r.seq, float(r.ts), text), row, out_of_range
+
+
+def health_point(station: str, h: Health, meta: dict | None, received_at: float) -> Point:
+    fields: dict[str, object] = {}
+    for key in HEALTH_NUMBERS:
+        v = getattr(h, key)
+        if v is not None:
+            fields[key] = float(v)
+    fields["errors_total"] = float(sum(h.errors.values()))
+    if h.fw:
+        fields["fw"] = h.fw
+    if h.reset_cause:
+        fields["reset_cause"] = h.reset_cause
+    kind = (meta or {}).get("kind")
+    return Point(
+        station,
+        "health",
+        None,
+        received_at,
+        line("health", _tags(station, kind, meta), fields, round(received_at * 1000)),
+    )
+
+
+def status_point(station: str, s: Status, meta: dict | None, received_at: float) -> Point:
+    kind = (meta or {}).get("kind") or (s.model_extra or {}).get("kind")
+    fields = {"online": 1.0 if s.state == "online" else 0.0, "state": s.state}
+    return Point(
+        station,
+        "status",
+        None,
+        received_at,
+        line("status", _tags(station, kind, meta), fields, round(received_at * 1000)),
+    )
+
+
+def ingest(msg: Message, meta: dict | None, received_at: float) -> Ingested:
+    out = Ingested()
+    if msg.sub == "reading":
+        for r in msg.body:
+            point, row, bad = reading_point(msg.station, r, meta, received_at)
+            out.points.append(point)
+            out.readings.append(row)
+            out.out_of_range += bad
+    elif msg.sub == "health":
+        out.points.append(health_point(msg.station, msg.body, meta, received_at))
+    elif msg.sub == "status":
+        out.points.append(status_point(msg.station, msg.body, meta, received_at))
+    return out

@@ -1,0 +1,107 @@
+"""Moves buffered points to InfluxDB in batches, in order, until each one is written or refused.
+
+InfluxDB down: retry with exponential backoff, the buffer grows, nothing is dropped. InfluxDB
+refusing a batch (HTTP 400, e.g. a field type conflict): bisect to find the offending points,
+dead-letter just those, and keep the rest flowing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from envnet.config import InfluxSettings
+
+from . import metrics
+from .buffer import Buffer
+from .influx_sink import InfluxWriteError, make_sink
+
+log = logging.getLogger("envnet.gateway.writer")
+
+MAX_BACKOFF_S = 30.0
+
+
+class InfluxWriter(threading.Thread):
+    def __init__(self, buffer: Buffer, settings: InfluxSettings, keep_written_s: float) -> None:
+        super().__init__(name="influx-writer", daemon=True)
+        self.buffer = buffer
+        self.settings = settings
+        self.keep_written_s = keep_written_s
+        self.stop_event = threading.Event()
+        self.sink = None
+        self.healthy = True
+        self._next_purge = 0.0
+
+    def _ensure_sink(self) -> None:
+        if self.sink is None:
+            self.sink = make_sink(self.settings)
+            try:
+                self.sink.ensure_database()
+            except Exception as e:  # reported; the writes themselves will say more
+                log.warning("could not ensure database %s: %s", self.settings.database, e)
+
+    def _write(self, batch: list[tuple[int, str]]) -> None:
+        """Write one batch; on a non-retryable refusal, bisect down to the bad points."""
+        t0 = time.perf_counter()
+        try:
+            self.sink.write([text for _, text in batch])
+        except InfluxWriteError as e:
+            if e.retryable:
+                raise
+            if len(batch) == 1:
+                metrics.influx_points_quarantined.inc()
+                log.error("InfluxDB refused point %d for good (%s); dead-lettered", batch[0][0], e)
+                self.buffer.quarantine(batch[0][0], "influx_rejected", str(e))
+                return
+            mid = len(batch) // 2
+            self._write(batch[:mid])
+            self._write(batch[mid:])
+            return
+        metrics.influx_write_seconds.observe(time.perf_counter() - t0)
+        metrics.influx_points_written.inc(len(batch))
+        self.buffer.mark_written([i for i, _ in batch])
+
+    def step(self) -> int:
+        """Write at most one batch; returns how many points were taken from the buffer."""
+        self._ensure_sink()
+        batch = self.buffer.pending(self.settings.batch_size)
+        if batch:
+            self._write(batch)
+        return len(batch)
+
+    def run(self) -> None:
+        backoff = 0.5
+        while not self.stop_event.is_set():
+            try:
+                n = self.step()
+                if not self.healthy:
+                    log.info("InfluxDB writes succeed again")
+                self.healthy, backoff = True, 0.5
+            except (InfluxWriteError, OSError) as e:
+                metrics.influx_write_errors.labels(kind="retryable").inc()
+                if self.healthy:
+                    log.error("InfluxDB write failed, buffering and retrying: %s", e)
+                self.healthy = False
+                self.sink = None if "cannot reach" in str(e) else self.sink
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            except Exception:  # a bug must not stop the writer; it is logged and retried
+                log.exception("unexpected error in the InfluxDB writer")
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            self._housekeeping()
+            if n < self.settings.batch_size:
+                self.stop_event.wait(self.settings.flush_interval_s)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_purge:
+            self._next_purge = now + 60
+            self.buffer.purge_written(self.keep_written_s)
+        metrics.buffer_pending.set(self.buffer.pending_count())
+
+    def stop(self) -> None:
+        self.stop_event.set()

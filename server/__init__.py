@@ -1,0 +1,1 @@
+"""The envnet server: REST API over the state store (stations, alerts, webhooks)."""

@@ -1,0 +1,115 @@
+"""The envnet server (FastAPI): what the bureau and the duty room ask about stations.
+
+It reads the state store the gateway writes. A station's state is derived at request time:
+`online` when its retained birth says so and it has been heard within 3 publish intervals,
+`stale` when it claims online but has gone quiet, `offline` after its last will, `unknown`
+when it has never been heard.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from fastapi import FastAPI, HTTPException, Path
+from pydantic import BaseModel, Field
+
+from envnet import __version__, contract
+from envnet.config import Settings
+from envnet.statestore import SqliteStateStore
+
+STALE_AFTER_INTERVALS = 3
+
+StationState = Literal["online", "offline", "stale", "unknown"]
+
+
+class StationView(BaseModel):
+    id: str
+    kind: str | None
+    registered: bool
+    state: StationState
+    last_seen: float | None = Field(None, description="Unix time of the last message (any topic)")
+    last_reading_ts: float | None = None
+    last_seq: int | None = None
+    last_values: dict[str, float] = {}
+    last_flags: dict[str, str] = {}
+    readings_total: int = 0
+    last_health: dict[str, Any] | None = None
+    meta: dict[str, Any] = {}
+
+
+def interval_s(station: dict) -> float:
+    meta = station.get("meta") or {}
+    if meta.get("interval_s"):
+        return float(meta["interval_s"])
+    status_interval = (station.get("status_body") or {}).get("interval_s")
+    if status_interval:
+        return float(status_interval)
+    return float(
+        contract.KINDS.get(station.get("kind") or "air", contract.KINDS["air"])["interval_s"]
+    )
+
+
+def derive_state(station: dict, now: float) -> StationState:
+    if station["status"] == "offline":
+        return "offline"
+    if station["last_seen"] is None:
+        return "unknown"
+    if now - station["last_seen"] > STALE_AFTER_INTERVALS * interval_s(station):
+        return "stale"
+    return "online" if station["status"] == "online" else "stale"
+
+
+def view(station: dict, now: float) -> StationView:
+    return StationView(
+        id=station["id"],
+        kind=station["kind"],
+        registered=station["registered"],
+        state=derive_state(station, now),
+        last_seen=station["last_seen"],
+        last_reading_ts=station["last_reading_ts"],
+        last_seq=station["last_seq"],
+        last_values=station["last_values"],
+        last_flags=station["last_flags"],
+        readings_total=station["readings_total"],
+        last_health=station["health"],
+        meta=station["meta"],
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    store = SqliteStateStore(settings.store.path)
+    app = FastAPI(
+        title="envnet",
+        version=__version__,
+        description="Station health and exceedance alerts for a city's air and water network.",
+    )
+    app.state.store = store
+    app.state.settings = settings
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, Any]:
+        """Liveness: the server runs and its state store answers."""
+        store.get_kv("healthz")
+        return {"ok": True, "version": __version__}
+
+    @app.get("/stations", response_model=list[StationView], tags=["stations"])
+    def list_stations(
+        kind: Literal["air", "water"] | None = None, state: StationState | None = None
+    ) -> list[StationView]:
+        now = time.time()
+        views = [view(s, now) for s in store.list_stations()]
+        return [
+            v
+            for v in views
+            if (kind is None or v.kind == kind) and (state is None or v.state == state)
+        ]
+
+    @app.get("/stations/{station_id}", response_model=StationView, tags=["stations"])
+    def get_station(station_id: str = Path(pattern=contract.STATION_ID_RE.pattern)) -> StationView:
+        s = store.get_station(station_id)
+        if s is None:
+            raise HTTPException(404, f"station {station_id} is not known")
+        return view(s, time.time())
+
+    return app

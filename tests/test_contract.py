@@ -1,0 +1,69 @@
+"""The gateway's validation against the shared contract vectors (the firmware tests use the
+same folder), plus the details of the topic rules."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from envnet import contract
+
+
+def _vectors() -> list[dict]:
+    d = contract.vectors_dir()
+    return [json.loads(f.read_text()) for f in sorted(d.iterdir()) if f.name.endswith(".json")]
+
+
+def _payload(v: dict) -> bytes:
+    if "payload" in v:
+        return json.dumps(v["payload"], ensure_ascii=False).encode()
+    if "payload_raw" in v:
+        return v["payload_raw"].encode()
+    return base64.b64decode(v["payload_b64"])
+
+
+VECTORS = _vectors()
+
+
+def test_there_are_vectors_of_both_kinds():
+    assert {v["expect"] for v in VECTORS} == {"accept", "reject"}
+    assert len(VECTORS) >= 20
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_vector(vector: dict) -> None:
+    if vector["expect"] == "accept":
+        msg = contract.decode(vector["topic"], _payload(vector))
+        assert msg.station == vector["topic"].split("/")[2]
+    else:
+        with pytest.raises(contract.Rejected) as e:
+            contract.decode(vector["topic"], _payload(vector))
+        assert e.value.reason == vector["reason"], str(e.value)
+
+
+def test_unknown_fields_are_kept() -> None:
+    v = next(v for v in VECTORS if v["name"] == "unknown_fields_kept")
+    (r,) = contract.decode(v["topic"], _payload(v)).body
+    assert r.extras == {"fw": "0.1.0", "site_note": "pole 3"}
+    assert r.values["lux"] == 300
+
+
+def test_deeply_nested_json_is_rejected_not_crashing() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(contract.Rejected) as e:
+        contract.decode("envnet/v1/sy-air-001/reading", deep)
+    assert e.value.reason == "bad_json"
+
+
+def test_station_cannot_publish_commands_to_itself() -> None:
+    with pytest.raises(contract.Rejected) as e:
+        contract.decode("envnet/v1/sy-air-001/cmd", b"{}")
+    assert e.value.reason == "bad_topic"
+
+
+def test_out_of_range_uses_contract_table() -> None:
+    assert contract.out_of_range("air", "co", 800.0)  # CO sent in ug/m3 instead of mg/m3
+    assert not contract.out_of_range("air", "co", 0.8)
+    assert not contract.out_of_range("air", "lux", 1e9)  # unknown parameters have no range
