@@ -95,6 +95,24 @@ class ServerSettings(_Section):
         return v
 
 
+class WebhookSettings(_Section):
+    # Delivery of signed webhooks from the persisted outbox (server/outbox.py, docs/webhooks.md).
+    # Attempt n (1-based) that fails retryably waits min(cap, base * factor**(n-1)), shortened
+    # at random by up to `jitter` (a fraction); after max_attempts the delivery is dead-lettered.
+    max_attempts: int = Field(20, ge=1, le=100)
+    backoff_base_s: float = Field(5.0, gt=0, le=86_400)
+    backoff_factor: float = Field(2.0, ge=1, le=10)
+    backoff_cap_s: float = Field(3600.0, gt=0, le=86_400)
+    jitter: float = Field(0.25, ge=0, le=1)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    # Deliveries in flight at once (to different subscriptions; one subscription is in order).
+    concurrency: int = Field(8, ge=1, le=256)
+    # How often the server looks for events other processes (the gateway) put in the outbox.
+    poll_interval_s: float = Field(1.0, gt=0, le=60)
+    # Finished deliveries (delivered, failed, dead) stay inspectable this long; 0 keeps all.
+    keep_days: float = Field(30.0, ge=0)
+
+
 class StandardsSettings(_Section):
     edition: Literal["2012"] = "2012"
 
@@ -105,6 +123,7 @@ class Settings(_Section):
     store: StoreSettings = StoreSettings()
     gateway: GatewaySettings = GatewaySettings()
     server: ServerSettings = ServerSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     standards: StandardsSettings = StandardsSettings()
 
     @property

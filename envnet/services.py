@@ -142,6 +142,10 @@ class Mosquitto(_Process):
             "log_type notice",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         ]
+        if os.geteuid() == 0:
+            # As root, mosquitto drops to user "mosquitto", which cannot write into our (root
+            # owned, 0700) temp dirs: persistence would silently fail and lose queued messages.
+            lines.append("user root")
         if self.password_file:
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]
         else:

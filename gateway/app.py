@@ -25,7 +25,7 @@ from envnet.statestore import SqliteStateStore
 
 from . import metrics
 from .buffer import Buffer, BufferFullError, DeadLetter
-from .ingest import ingest
+from .ingest import ReceiveStamps, ingest
 from .writer import InfluxWriter
 
 log = logging.getLogger("envnet.gateway")
@@ -60,6 +60,7 @@ class Gateway:
         self.connected = threading.Event()
         self.reading_hooks: list[ReadingsHook] = []
         self._meta_cache: dict[str, tuple[float, dict | None]] = {}
+        self._stamps = ReceiveStamps()
         self.client = self._make_client()
 
     # -- MQTT ----------------------------------------------------------------------------
@@ -149,7 +150,7 @@ class Gateway:
                 continue
             metrics.messages_received.labels(sub=msg.sub).inc()
             meta = self._meta(msg.station)
-            result = ingest(msg, meta, m.received_at)
+            result = ingest(msg, meta, m.received_at, self._stamps)
             points.extend(result.points)
             metrics.values_out_of_range.inc(result.out_of_range)
             accepted.append((msg.station, msg.sub, meta, msg.body, result, m.received_at))

@@ -21,6 +21,23 @@ META_TAGS = ("district", "river", "section")
 HEALTH_NUMBERS = ("battery_v", "rssi_dbm", "uptime_s", "heap_free", "buffered", "dropped")
 
 
+class ReceiveStamps:
+    """Millisecond receive timestamps, unique per (station, measurement).
+
+    Health and status points are stamped with our receive time; two from one station in the
+    same millisecond (a burst after reconnecting) would overwrite each other in InfluxDB.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+
+    def __call__(self, station: str, measurement: str, at: float) -> int:
+        key = (station, measurement)
+        ms = max(round(at * 1000), self._last.get(key, 0) + 1)
+        self._last[key] = ms
+        return ms
+
+
 @dataclass(slots=True)
 class Ingested:
     points: list[Point] = field(default_factory=list)
@@ -69,7 +86,9 @@ def reading_point(
     return Point(station, r.kind, r.seq, float(r.ts), text), row, out_of_range
 
 
-def health_point(station: str, h: Health, meta: dict | None, received_at: float) -> Point:
+def health_point(
+    station: str, h: Health, meta: dict | None, received_at: float, ts_ms: int
+) -> Point:
     fields: dict[str, object] = {}
     for key in HEALTH_NUMBERS:
         v = getattr(h, key)
@@ -86,11 +105,13 @@ def health_point(station: str, h: Health, meta: dict | None, received_at: float)
         "health",
         None,
         received_at,
-        line("health", _tags(station, kind, meta), fields, round(received_at * 1000)),
+        line("health", _tags(station, kind, meta), fields, ts_ms),
     )
 
 
-def status_point(station: str, s: Status, meta: dict | None, received_at: float) -> Point:
+def status_point(
+    station: str, s: Status, meta: dict | None, received_at: float, ts_ms: int
+) -> Point:
     kind = (meta or {}).get("kind") or (s.model_extra or {}).get("kind")
     fields = {"online": 1.0 if s.state == "online" else 0.0, "state": s.state}
     return Point(
@@ -98,11 +119,11 @@ def status_point(station: str, s: Status, meta: dict | None, received_at: float)
         "status",
         None,
         received_at,
-        line("status", _tags(station, kind, meta), fields, round(received_at * 1000)),
+        line("status", _tags(station, kind, meta), fields, ts_ms),
     )
 
 
-def ingest(msg: Message, meta: dict | None, received_at: float) -> Ingested:
+def ingest(msg: Message, meta: dict | None, received_at: float, stamps: ReceiveStamps) -> Ingested:
     out = Ingested()
     if msg.sub == "reading":
         for r in msg.body:
@@ -111,7 +132,9 @@ def ingest(msg: Message, meta: dict | None, received_at: float) -> Ingested:
             out.readings.append(row)
             out.out_of_range += bad
     elif msg.sub == "health":
-        out.points.append(health_point(msg.station, msg.body, meta, received_at))
+        ts_ms = stamps(msg.station, "health", received_at)
+        out.points.append(health_point(msg.station, msg.body, meta, received_at, ts_ms))
     elif msg.sub == "status":
-        out.points.append(status_point(msg.station, msg.body, meta, received_at))
+        ts_ms = stamps(msg.station, "status", received_at)
+        out.points.append(status_point(msg.station, msg.body, meta, received_at, ts_ms))
     return out

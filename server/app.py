@@ -112,4 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(404, f"station {station_id} is not known")
         return view(s, time.time())
 
+    from server.webhooks import install
+
+    install(app, settings)  # /webhooks, /metrics, JSON errors, body limit, delivery worker
     return app

@@ -19,23 +19,44 @@ Window = Literal["1h", "8h", "24h", "annual"]
 Grade = Literal[1, 2]
 
 UNITS: dict[str, str] = {
-    "so2": "ug/m3", "no2": "ug/m3", "o3": "ug/m3", "pm10": "ug/m3", "pm25": "ug/m3", "co": "mg/m3",
+    "so2": "ug/m3",
+    "no2": "ug/m3",
+    "o3": "ug/m3",
+    "pm10": "ug/m3",
+    "pm25": "ug/m3",
+    "co": "mg/m3",
 }
 
 LIMITS: dict[str, dict[tuple[int, str, str], float]] = {
     "GB 3095-2012": {
-        (2, "so2", "annual"): 60, (2, "so2", "24h"): 150, (2, "so2", "1h"): 500,
-        (2, "no2", "annual"): 40, (2, "no2", "24h"): 80, (2, "no2", "1h"): 200,
-        (2, "co", "24h"): 4, (2, "co", "1h"): 10,
-        (2, "o3", "8h"): 160, (2, "o3", "1h"): 200,
-        (2, "pm10", "annual"): 70, (2, "pm10", "24h"): 150,
-        (2, "pm25", "annual"): 35, (2, "pm25", "24h"): 75,
-        (1, "so2", "annual"): 20, (1, "so2", "24h"): 50, (1, "so2", "1h"): 150,
-        (1, "no2", "annual"): 40, (1, "no2", "24h"): 80, (1, "no2", "1h"): 200,
-        (1, "co", "24h"): 4, (1, "co", "1h"): 10,
-        (1, "o3", "8h"): 100, (1, "o3", "1h"): 160,
-        (1, "pm10", "annual"): 40, (1, "pm10", "24h"): 50,
-        (1, "pm25", "annual"): 15, (1, "pm25", "24h"): 35,
+        (2, "so2", "annual"): 60,
+        (2, "so2", "24h"): 150,
+        (2, "so2", "1h"): 500,
+        (2, "no2", "annual"): 40,
+        (2, "no2", "24h"): 80,
+        (2, "no2", "1h"): 200,
+        (2, "co", "24h"): 4,
+        (2, "co", "1h"): 10,
+        (2, "o3", "8h"): 160,
+        (2, "o3", "1h"): 200,
+        (2, "pm10", "annual"): 70,
+        (2, "pm10", "24h"): 150,
+        (2, "pm25", "annual"): 35,
+        (2, "pm25", "24h"): 75,
+        (1, "so2", "annual"): 20,
+        (1, "so2", "24h"): 50,
+        (1, "so2", "1h"): 150,
+        (1, "no2", "annual"): 40,
+        (1, "no2", "24h"): 80,
+        (1, "no2", "1h"): 200,
+        (1, "co", "24h"): 4,
+        (1, "co", "1h"): 10,
+        (1, "o3", "8h"): 100,
+        (1, "o3", "1h"): 160,
+        (1, "pm10", "annual"): 40,
+        (1, "pm10", "24h"): 50,
+        (1, "pm25", "annual"): 15,
+        (1, "pm25", "24h"): 35,
     },
 }
 
@@ -54,8 +75,12 @@ VALIDITY: dict[str, Validity] = {
 }
 
 CLAUSE_VALIDITY = "sec. 8 (data validity)"
-_WINDOW_TEXT = {"1h": "1-hour mean", "8h": "daily max 8-hour mean", "24h": "24-hour mean",
-                "annual": "annual mean"}
+_WINDOW_TEXT = {
+    "1h": "1-hour mean",
+    "8h": "daily max 8-hour mean",
+    "24h": "24-hour mean",
+    "annual": "annual mean",
+}
 _GRADE_TEXT = {1: "Grade I", 2: "Grade II"}
 
 
@@ -81,7 +106,9 @@ def validity(edition: str = DEFAULT_EDITION) -> Validity:
     return VALIDITY[_designation(edition)]
 
 
-def limit(pollutant: str, window: str, grade: int = 2, edition: str = DEFAULT_EDITION) -> float | None:
+def limit(
+    pollutant: str, window: str, grade: int = 2, edition: str = DEFAULT_EDITION
+) -> float | None:
     """The limit, or None where Table 1 sets none (e.g. PM2.5 1 h, CO annual)."""
     return LIMITS[_designation(edition)].get((grade, pollutant, window))
 

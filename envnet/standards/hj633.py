@@ -57,7 +57,12 @@ BREAKPOINTS: dict[str, dict[tuple[str, Column], tuple[float, ...]]] = {
 # Which column each pollutant's hourly (real-time) IAQI uses: PM has no 1 h column, so its
 # 24 h column is applied to the hourly concentration.
 HOURLY_COLUMN: dict[str, Column] = {
-    "so2": "1h", "no2": "1h", "co": "1h", "o3": "1h", "pm10": "24h", "pm25": "24h",
+    "so2": "1h",
+    "no2": "1h",
+    "co": "1h",
+    "o3": "1h",
+    "pm10": "24h",
+    "pm25": "24h",
 }
 
 
@@ -82,7 +87,9 @@ CATEGORIES: dict[str, tuple[Category, ...]] = {
         Category(3, "III", 101, 150, "轻度污染", "lightly polluted", "橙色", "orange", "#ff7e00"),
         Category(4, "IV", 151, 200, "中度污染", "moderately polluted", "红色", "red", "#ff0000"),
         Category(5, "V", 201, 300, "重度污染", "heavily polluted", "紫色", "purple", "#99004c"),
-        Category(6, "VI", 301, None, "严重污染", "severely polluted", "褐红色", "maroon", "#7e0023"),
+        Category(
+            6, "VI", 301, None, "严重污染", "severely polluted", "褐红色", "maroon", "#7e0023"
+        ),
     ),
 }
 
@@ -239,7 +246,9 @@ def daily_aqi(
             parts["o3"] = Iaqi("o3", "8h", o3_8h_max, value)
         else:
             c1 = o3_1h_max if o3_1h_max is not None else o3_8h_max
-            parts["o3"] = Iaqi("o3", "1h", c1, _not_none(iaqi("o3", "1h", c1, edition)), CLAUSE_O3_NOTE)
+            parts["o3"] = Iaqi(
+                "o3", "1h", c1, _not_none(iaqi("o3", "1h", c1, edition)), CLAUSE_O3_NOTE
+            )
     return _result("24h", parts, edition)
 
 

@@ -17,28 +17,30 @@ DEFAULTS = {
     "ntp": {"host": "pool.ntp.org"},
     "sim": {"seed": 1},
     "maint": False,
-    "deep_sleep": False,  # water probes on battery: sleep between readings
+    "deep_sleep": None,  # None: the board profile decides (battery probes sleep)
     "burst_n": 5,  # deep-sleep mode: samples per wake
     "burst_ms": 200,  # ... and the gap between them
     "backoff_max_s": 120,  # reconnect backoff ceiling
     "buffer": {"slots": 1000, "slot_size": 384, "batch": 10},
     "pm_rh_correction": False,  # EPA 2021 PM2.5 correction (needs an RH sensor)
     "wdt_s": 60,
+    "duty": [],  # sensor names slept between windows (e.g. ["pm"] for a PMS5003)
 }
 
 # key -> (type, min, max); None bounds are open. Identity keys are not settable:
 # changing station_id/kind/board is re-provisioning.
 _NUM = (int, float)
 SETTABLE = {
-    "interval_s": (_NUM, 1, 86400),
-    "sample_s": (_NUM, 0.1, 3600),
-    "health_s": (_NUM, 5, 86400),
+    "interval_s": (_NUM, 0.1, 86400),
+    "sample_s": (_NUM, 0.05, 3600),
+    "health_s": (_NUM, 1, 86400),
     "maint": (bool, None, None),
     "deep_sleep": (bool, None, None),
     "burst_n": (int, 1, 60),
     "burst_ms": (int, 0, 10000),
     "backoff_max_s": (_NUM, 1, 3600),
     "pm_rh_correction": (bool, None, None),
+    "duty": (list, 0, 8),
     "mqtt.host": (str, 1, 253),
     "mqtt.port": (int, 1, 65535),
     "mqtt.user": (str, 0, 64),
@@ -112,7 +114,7 @@ def _check_value(key, v, spec):
         return "%s must be a %s" % (key, "number" if typ is _NUM else typ.__name__)
     if not isinstance(v, typ):
         return "%s must be a %s" % (key, "number" if typ is _NUM else typ.__name__)
-    n = len(v) if typ is str else v
+    n = len(v) if typ in (str, list) else v
     if lo is not None and n < lo or hi is not None and n > hi:
         return "%s out of range [%s, %s]" % (key, lo, hi)
     return None

@@ -1,28 +1,34 @@
 # Sampling window: reads every sensor often and turns one publish interval into one
 # mean per parameter plus QC flags. No sample lists are kept: per parameter only
 # count, sum, min and max of the good samples (enough for the sensor.community trim:
-# drop min and max when n >= 5), and count/sum of flagged ones.
+# drop min and max when n >= 5), and count/sum of out-of-range and warm-up ones.
 #
 # A sample is "good" unless its sensor is still warming up or it is outside the
 # contract range. The published value is the trimmed mean of good samples; when there
-# are none, the mean of the flagged samples with the flag (range beats warmup); a
+# are none, the mean of the out-of-range samples flagged "range", else the mean of the
+# warm-up samples flagged "warmup"; a
 # parameter whose sensor failed on most samples gets "fault". Priority of the single
 # flag per parameter: maint > fault > range > cal > warmup.
 from time import ticks_ms, ticks_diff
 from contract import param_range
 
-_N, _SUM, _LO, _HI, _XN, _XSUM, _XFLAG, _FAULT, _CAL = range(9)
+_N, _SUM, _LO, _HI, _RN, _RSUM, _WN, _WSUM, _FAULT, _CAL = range(10)
 
 
 class Sampler:
     def __init__(self, kind, sensors, errors):
         self.kind = kind
+        for s in sensors:  # drivers set .name from the profile; give others one
+            if not getattr(s, "name", None):
+                s.name = s.__class__.__name__.lower()
         self.sensors = sensors
         self.errors = errors  # shared {name: count} reported in health
         self.t0 = ticks_ms()  # warm-up is counted from here (boot or wake)
         self.cal = {}  # sensor name -> True while this window saw a calibration
         self.seen = {}  # sensor name -> params it returned (for sensors without .params)
         self.last = None  # (values, flags) of the last closed window, for the console
+        self.woke = {}  # sensor name -> ticks it was last woken (duty cycling)
+        self.asleep = {}  # sensor name -> True while put to sleep between windows
         self.reset()
 
     def reset(self):
@@ -33,15 +39,27 @@ class Sampler:
     def _a(self, p):
         a = self.acc.get(p)
         if a is None:
-            a = [0, 0.0, 0.0, 0.0, 0, 0.0, None, 0, False]
+            a = [0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0, False]
             self.acc[p] = a
         return a
 
     def sample(self):
         self.n += 1
-        age = ticks_diff(ticks_ms(), self.t0) / 1000
+        now = ticks_ms()
         for s in self.sensors:
-            name = getattr(s, "name", None) or s.__class__.__name__.lower()
+            # Start every conversion first so slow sensors (EZO ~900 ms, DS18B20
+            # 750 ms) work in parallel; read() then waits only for what is left.
+            if self.asleep.get(s.name):
+                continue
+            if hasattr(s, "start"):
+                try:
+                    s.start()
+                except (OSError, ValueError):
+                    pass  # read() below reports it
+        for s in self.sensors:
+            name = s.name
+            if self.asleep.get(name):
+                continue
             try:
                 vals = s.read()
             except (OSError, ValueError) as e:
@@ -51,7 +69,8 @@ class Sampler:
                 continue
             if name not in self.seen:
                 self.seen[name] = tuple(vals)
-            warm = age < getattr(s, "warmup_s", 0)
+            # int ms: no float garbage per sample
+            warm = ticks_diff(now, self.woke.get(name, self.t0)) < getattr(s, "warmup_s", 0) * 1000
             if getattr(s, "uncalibrated", False):
                 self.cal[name] = True
             for p, v in vals.items():
@@ -65,12 +84,13 @@ class Sampler:
         if sensor in self.cal:
             a[_CAL] = True
         r = param_range(self.kind, p)
-        flag = "range" if r and not (r[0] <= v <= r[1]) else ("warmup" if warm else None)
-        if flag:
-            a[_XN] += 1
-            a[_XSUM] += v
-            if a[_XFLAG] != "range":
-                a[_XFLAG] = flag
+        if r and not (r[0] <= v <= r[1]):
+            a[_RN] += 1
+            a[_RSUM] += v
+            return
+        if warm:
+            a[_WN] += 1
+            a[_WSUM] += v
             return
         if a[_N] == 0:
             a[_LO] = a[_HI] = v
@@ -101,12 +121,15 @@ class Sampler:
                     s -= a[_LO] + a[_HI]
                     n -= 2
                 values[p] = s / n
-            elif a[_XN]:
-                values[p] = a[_XSUM] / a[_XN]
-                flag = a[_XFLAG]
+            elif a[_RN]:
+                values[p] = a[_RSUM] / a[_RN]
+                flag = "range"
+            elif a[_WN]:
+                values[p] = a[_WSUM] / a[_WN]
+                flag = "warmup"
             if a[_CAL] and flag != "range":
                 flag = "cal"
-            if a[_FAULT] and a[_FAULT] >= a[_N] + a[_XN]:
+            if a[_FAULT] and a[_FAULT] >= a[_N] + a[_RN] + a[_WN]:
                 flag = "fault"
             if maint:
                 flag = "maint"
@@ -115,6 +138,32 @@ class Sampler:
         self.last = (values, flags)
         self.reset()
         return values, flags
+
+    # --- duty cycling --------------------------------------------------------------
+    # Sensors named in cfg "duty" (e.g. the PMS: its fan and laser wear out) sleep
+    # after a window closes and wake warmup_s + active_ms before the next one closes,
+    # as ESPHome and AirGradient do; skipped when the sleep would be shorter than
+    # active_ms (the stretch of good samples kept before each close).
+    def duty_sleep(self, names, interval_ms, active_ms):
+        for s in self.sensors:
+            if s.name in names and not self.asleep.get(s.name):
+                lead = getattr(s, "warmup_s", 0) * 1000 + active_ms
+                if interval_ms > lead + active_ms and hasattr(s, "sleep"):
+                    try:
+                        s.sleep()
+                        self.asleep[s.name] = True
+                    except (OSError, ValueError):
+                        self.errors[s.name] = self.errors.get(s.name, 0) + 1
+
+    def duty_wake(self, ms_to_close, active_ms):
+        for s in self.sensors:
+            if self.asleep.get(s.name) and ms_to_close <= getattr(s, "warmup_s", 0) * 1000 + active_ms:
+                self.asleep[s.name] = False
+                self.woke[s.name] = ticks_ms()
+                try:
+                    s.wake()
+                except (OSError, ValueError):
+                    self.errors[s.name] = self.errors.get(s.name, 0) + 1
 
     def calibrate(self, sensor, kw):
         for s in self.sensors:

@@ -31,6 +31,7 @@ class SimSensor:
         self.warmup_s = warmup_s
         self._sim = sim
         self.cal = {}
+        self.sleeps = 0
 
     def read(self):
         o = self._sim()
@@ -49,6 +50,12 @@ class SimSensor:
                 v = base * (1 + noise * (2 * random.random() - 1))
             out[p] = v + self.cal.get(p, 0)
         return out
+
+    def sleep(self):
+        self.sleeps += 1
+
+    def wake(self):
+        pass
 
     def calibrate(self, **kw):
         # e.g. {"param": "ph", "offset": 0.05}

@@ -1,0 +1,24 @@
+"""Alert evaluation in the stream: windows, rules as data, the lifecycle engine, its store.
+
+Pure logic: the only I/O goes through the AlertStore the caller passes in."""
+
+from .engine import AlertEvent, Evaluator, IndexRecord, StationInfo, acknowledge, latest_indices
+from .rules import RULES, SEVERITIES, AlertSettings
+from .store import Alert, AlertStore, DailyAqi, HistoryEntry, InMemoryAlertStore
+
+__all__ = [
+    "RULES",
+    "SEVERITIES",
+    "Alert",
+    "AlertEvent",
+    "AlertSettings",
+    "AlertStore",
+    "DailyAqi",
+    "Evaluator",
+    "HistoryEntry",
+    "InMemoryAlertStore",
+    "IndexRecord",
+    "StationInfo",
+    "acknowledge",
+    "latest_indices",
+]

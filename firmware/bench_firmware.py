@@ -1,0 +1,209 @@
+"""Firmware benchmark (CPython driver, the firmware itself runs on MicroPython).
+
+Prints, and writes into docs/firmware.md between the bench markers:
+  - heap: live heap after boot, bytes allocated by one sample-and-publish cycle
+    (micropython.mem_total delta: an upper bound of the cycle's peak heap use), and the
+    smallest -X heapsize the station boots and runs cycles in (from .mpy files, as on a
+    board);
+  - total .mpy size of every device file (mpy-cross), core and drivers;
+  - awake time per water-probe deep-sleep cycle;
+  - MQTT bytes on the wire per reading, live and replayed.
+
+Usage: .venv/bin/python firmware/bench_firmware.py [--no-write]
+Needs mosquitto (Debian package). Not a test: figures vary with the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
+import harness  # noqa: E402
+
+DOC = harness.ROOT / "docs" / "firmware.md"
+
+CYCLE = r"""
+import gc, json, micropython, time
+import board, config
+cfg = config.load()
+board.init(cfg)
+from station import Station
+st = Station(cfg, board)
+t0 = time.ticks_ms()
+while not st.link.up and time.ticks_diff(time.ticks_ms(), t0) < 5000:
+    st.link.tick()
+    time.sleep_ms(20)
+st.send_health()
+if MODE == "boot":
+    print("RESULT {}")
+    raise SystemExit
+
+def cycle():
+    for _ in range(12):          # one interval's samples (60 s / 5 s)
+        st.sampler.sample()
+    t = st.make_reading()
+    st.send_reading(t)
+    return t
+
+cycle()                          # first cycle: lazy imports, first-time allocations
+gc.collect()
+live = gc.mem_alloc()
+tot0 = micropython.mem_total()
+tx0 = st.link.sent_bytes()
+text = cycle()
+alloc = micropython.mem_total() - tot0
+tx = st.link.sent_bytes() - tx0
+# replay: 10 readings buffered, then sent as one array
+for _ in range(10):
+    st.sampler.sample()
+    st.buf.append(st.make_reading())
+tx1 = st.link.sent_bytes()
+while len(st.buf):
+    st.replay()
+rtx = st.link.sent_bytes() - tx1
+print("RESULT " + json.dumps({"live": live, "alloc": alloc, "tx": tx, "payload": len(text),
+                              "replay_tx_per": rtx / 10, "mem_free": gc.mem_free()}))
+"""
+
+
+def _station(tmp: Path, port: int, **over) -> Path:
+    return harness.write_station(
+        tmp, harness.station_config(port, interval_s=60, sample_s=5, health_s=300, **over)
+    )
+
+
+def _run(code: str, cwd: Path, path: str, heap: str | None = None) -> subprocess.CompletedProcess:
+    argv = [harness.MICROPYTHON] + (["-X", f"heapsize={heap}"] if heap else []) + ["-c", code]
+    env = dict(harness.env(), MICROPYPATH=path)
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def compile_mpy(out: Path) -> dict:
+    sizes = {"core": 0, "drivers": 0, "files": 0}
+    out.mkdir(parents=True, exist_ok=True)
+    for f in harness.device_files():
+        dst = out / (f.stem + ".mpy")
+        r = subprocess.run(
+            [harness.MPY_CROSS, "-o", str(dst), str(f)], capture_output=True, text=True
+        )
+        if r.returncode:
+            raise SystemExit(f"mpy-cross failed on {f}: {r.stderr}")
+        if f.name == "main.py":
+            continue  # main.py stays source on the board (it is what boot runs)
+        sizes["drivers" if "drivers" in f.parts else "core"] += dst.stat().st_size
+        sizes["files"] += 1
+    sizes["main_py"] = (harness.FW / "main.py").stat().st_size
+    sizes["total"] = sizes["core"] + sizes["drivers"]
+    return sizes
+
+
+def heap_figures(tmp: Path, port: int, mpy_dir: Path) -> dict:
+    st = _station(tmp / "heap", port)
+    r = _run("MODE = 'cycle'\n" + CYCLE, st, harness.MICROPYPATH)
+    m = re.search(r"RESULT (.*)", r.stdout)
+    if not m:
+        raise SystemExit(f"cycle bench failed:\n{r.stdout}\n{r.stderr}")
+    res = json.loads(m.group(1))
+    # Smallest heap (KB) that boots the station from .mpy (as on a board), with and
+    # without the cycles: the difference is what a cycle needs at its peak.
+    for mode in ("boot", "cycle"):
+        lo, hi = 8, 512
+        while lo < hi:
+            mid = (lo + hi) // 2
+            d = _station(tmp / f"{mode}{mid}", port)
+            ok = "RESULT" in _run(f"MODE = {mode!r}\n" + CYCLE, d, str(mpy_dir), f"{mid}k").stdout
+            lo, hi = (lo, mid) if ok else (mid + 1, hi)
+        res[f"min_heap_{mode}_kb"] = lo
+    return res
+
+
+def awake_figures(tmp: Path, port: int, cycles: int = 5) -> dict:
+    cfg = harness.station_config(
+        port,
+        station_id="hun-river-01",
+        kind="water",
+        board="sim-water",
+        interval_s=1.5,
+        sample_s=0.2,
+        health_s=300,
+        deep_sleep=True,
+    )
+    st = harness.write_station(tmp / "water", cfg)
+    fw = harness.Firmware(st)
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and len(re.findall(r"awake (\d+) ms", fw.log())) < cycles:
+            time.sleep(0.2)
+    finally:
+        fw.kill()
+    ms = [int(x) for x in re.findall(r"awake (\d+) ms", fw.log())]
+    if not ms:
+        raise SystemExit("water probe never slept:\n" + fw.log())
+    return {
+        "cycles": len(ms),
+        "median_ms": int(statistics.median(ms)),
+        "max_ms": max(ms),
+        "burst": f"{cfg.get('burst_n', 5)} samples, 200 ms apart",
+    }
+
+
+def render(h: dict, s: dict, a: dict) -> str:
+    return "\n".join(
+        [
+            "| figure | value | aim (issue 3) |",
+            "|---|---|---|",
+            f"| peak heap of one sample-and-publish cycle (12 samples, encode, QoS 1 publish, "
+            f"replay of 10): smallest heap with cycles minus without "
+            f"| {h['min_heap_cycle_kb'] - h['min_heap_boot_kb']} KB | < 32 KB |",
+            f"| smallest `-X heapsize` to boot and connect / to also run cycles (from .mpy) "
+            f"| {h['min_heap_boot_kb']} KB / {h['min_heap_cycle_kb']} KB | |",
+            f"| live heap after boot + first cycle (gc.mem_alloc) | {h['live'] / 1024:.1f} KB | |",
+            f"| bytes allocated during one cycle, incl. freed call frames (mem_total delta) "
+            f"| {h['alloc'] / 1024:.1f} KB | |",
+            f"| total .mpy of device files ({s['files']} files; main.py stays source, "
+            f"{s['main_py']} B) | {s['total'] / 1024:.1f} KB "
+            f"(core {s['core'] / 1024:.1f} KB, drivers {s['drivers'] / 1024:.1f} KB) | < 120 KB |",
+            f"| water probe awake time per deep-sleep cycle (median of {a['cycles']}, max) "
+            f"| {a['median_ms']} ms (max {a['max_ms']} ms) | < 5 s |",
+            f"| MQTT bytes per live reading (PUBLISH; +4 B PUBACK back) | {h['tx']} B "
+            f"(payload {h['payload']} B) | |",
+            f"| MQTT bytes per replayed reading (arrays of 10) | {h['replay_tx_per']:.0f} B | |",
+        ]
+    )
+
+
+def main(argv: list[str]) -> int:
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        sizes = compile_mpy(tmp / "mpy")
+        with harness.broker(tmp) as mq:
+            heap = heap_figures(tmp, mq.port, tmp / "mpy")
+            awake = awake_figures(tmp, mq.port)
+    table = render(heap, sizes, awake)
+    note = (
+        "Measured on the MicroPython unix port (64-bit: objects are about twice their "
+        "ESP32 size, so heap figures are pessimistic); awake time excludes Wi-Fi "
+        "association and DHCP, which add about 1-2 s on a board."
+    )
+    print(table)
+    print(note)
+    if "--no-write" not in argv and DOC.exists():
+        text = DOC.read_text()
+        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            _, tail = rest.split(end, 1)
+            DOC.write_text(f"{head}{start}\n{table}\n\n{note}\n{end}{tail}")
+            print(f"updated {DOC.relative_to(harness.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

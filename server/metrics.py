@@ -1,0 +1,220 @@
+"""`GET /metrics` in the Prometheus text format.
+
+- the server's own webhook counters (attempts by outcome, attempt duration) from this process;
+- from the state store, read at each scrape so that every server process reports the same:
+  deliveries by status, the age of the oldest pending delivery, alerts by state (when the
+  alert engine's `alerts` table is there);
+- the gateway counters that each gateway publishes into the store's kv table
+  (`gateway:<client_id>:metrics`), re-exported with a `gateway="<client_id>"` label and the
+  types and help texts of gateway/metrics.py: messages received, rejected by reason, readings
+  stored, InfluxDB write latency (histogram), buffer backlog, ... plus
+  `envnet_gateway_metrics_age_seconds` telling how old each gateway's snapshot is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from envnet.statestore import connect_sqlite
+
+if TYPE_CHECKING:
+    from server.outbox import Outbox
+
+log = logging.getLogger("envnet.server")
+
+# Process-wide; every app's registry registers them (a collector may sit in several registries).
+webhook_attempts = Counter(
+    "envnet_webhook_delivery_attempts",
+    "Webhook delivery attempts made by this server process, by outcome "
+    "(delivered, retry, failed, dead)",
+    ["outcome"],
+    registry=None,
+)
+webhook_attempt_seconds = Histogram(
+    "envnet_webhook_attempt_seconds",
+    "Duration of webhook delivery attempts",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=None,
+)
+for _outcome in ("delivered", "retry", "failed", "dead"):
+    webhook_attempts.labels(outcome=_outcome)
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created", "_info")
+
+
+def parse_sample(key: str) -> tuple[str, dict[str, str]] | None:
+    """'envnet_messages_rejected_total{reason="bad_json"}' -> (name, {"reason": "bad_json"})."""
+    m = _SAMPLE.match(key)
+    if not m:
+        return None
+    labels = {
+        k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in _LABEL.findall(m["labels"] or "")
+    }
+    return m["name"], labels
+
+
+def _gateway_families() -> dict[str, tuple[str, str]]:
+    """name -> (type, help) of the gateway's metrics, from its own definitions."""
+    try:
+        from gateway import metrics as gw
+    except Exception:  # the gateway package is optional for the server
+        return {}
+    return {m.name: (m.type, m.documentation) for m in gw.REGISTRY.collect()}
+
+
+class StoreCollector(Collector):
+    """Reads the state store at each scrape."""
+
+    def __init__(self, store_path: str, outbox: Outbox | None) -> None:
+        self.store_path = store_path
+        self.outbox = outbox
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # scrapes may overlap; one connection, one at a time
+        self._families = _gateway_families()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect_sqlite(self.store_path)
+        return self._conn
+
+    def describe(self) -> list[Metric]:
+        return []  # names vary with what the store holds; nothing to check up front
+
+    def collect(self) -> Iterator[Metric]:
+        out: list[Metric] = []
+        with self._lock:
+            for part in (self._webhooks, self._alerts, self._gateways):
+                try:
+                    out.extend(part())
+                except Exception as e:  # a scrape never fails because one part could not be read
+                    log.warning("/metrics: %s skipped: %s", part.__name__, e)
+        yield from out
+
+    def _webhooks(self) -> Iterable[Metric]:
+        if self.outbox is None:
+            return
+        g = GaugeMetricFamily(
+            "envnet_webhook_deliveries",
+            "Webhook deliveries in the outbox, by status (pending, delivered, failed, dead)",
+            labels=["status"],
+        )
+        for status, n in self.outbox.counts().items():
+            g.add_metric([status], n)
+        yield g
+        oldest = self.outbox.oldest_pending_at()
+        yield GaugeMetricFamily(
+            "envnet_webhook_oldest_pending_seconds",
+            "Age of the oldest webhook delivery not yet delivered (0 when none)",
+            value=max(0.0, time.time() - oldest) if oldest else 0.0,
+        )
+
+    def _alerts(self) -> Iterable[Metric]:
+        db = self._db()
+        cols = {r["name"] for r in db.execute("PRAGMA table_info(alerts)").fetchall()}
+        if "state" not in cols:
+            return  # the alert engine has not created its table (yet)
+        counts = dict.fromkeys(("open", "acknowledged"), 0)
+        for r in db.execute("SELECT state, COUNT(*) AS n FROM alerts GROUP BY state"):
+            counts[str(r["state"])] = r["n"]
+        g = GaugeMetricFamily(
+            "envnet_alerts", "Alerts in the state store, by state", labels=["state"]
+        )
+        for state, n in sorted(counts.items()):
+            g.add_metric([state], n)
+        yield g
+        yield GaugeMetricFamily(
+            "envnet_alerts_open",
+            "Alerts not yet resolved (open or acknowledged)",
+            value=sum(n for s, n in counts.items() if s != "resolved"),
+        )
+
+    def _gateways(self) -> Iterable[Metric]:
+        rows = (
+            self._db()
+            .execute("SELECT key, value FROM kv WHERE key LIKE 'gateway:%:metrics'")
+            .fetchall()
+        )
+        if not rows:
+            return
+        families: dict[str, Metric] = {}
+        age = GaugeMetricFamily(
+            "envnet_gateway_metrics_age_seconds",
+            "Seconds since each gateway last published its counters to the state store",
+            labels=["gateway"],
+        )
+        now = time.time()
+        for r in rows:
+            gateway_id = r["key"][len("gateway:") : -len(":metrics")]
+            try:
+                snap = json.loads(r["value"])
+                samples = snap.get("metrics") or {}
+                at = float(snap.get("at") or 0)
+            except (ValueError, AttributeError, TypeError):
+                continue
+            age.add_metric([gateway_id], max(0.0, now - at))
+            for key, value in samples.items():
+                parsed = parse_sample(key)
+                if parsed is None or not isinstance(value, int | float):
+                    continue
+                name, labels = parsed
+                family = self._family_of(name)
+                metric = families.get(family)
+                if metric is None:
+                    mtype, doc = self._families.get(family, ("untyped", f"gateway metric {family}"))
+                    metric = families[family] = Metric(family, doc, mtype)
+                metric.add_sample(name, {"gateway": gateway_id, **labels}, float(value))
+        yield age
+        yield from families.values()
+
+    def _family_of(self, sample_name: str) -> str:
+        if sample_name in self._families:
+            return sample_name
+        for suffix in _SUFFIXES:
+            base = sample_name.removesuffix(suffix)
+            if base != sample_name and base in self._families:
+                return base
+        return sample_name
+
+
+def build_registry(store_path: str, outbox: Outbox | None) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(webhook_attempts)
+    registry.register(webhook_attempt_seconds)
+    registry.register(StoreCollector(store_path, outbox))
+    return registry
+
+
+def install(app: FastAPI, store_path: str, outbox: Outbox | None) -> None:
+    registry = build_registry(store_path, outbox)
+    app.state.metrics_registry = registry
+
+    @app.get(
+        "/metrics",
+        tags=["meta"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
+    def prometheus_metrics() -> Response:
+        """Prometheus text format: webhook deliveries, alerts, and the gateways' counters."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
