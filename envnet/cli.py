@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from envnet.config import ConfigError, Settings, load_config
+from envnet.hj212 import uplink
 
 app = typer.Typer(
     help="envnet: environmental monitoring network (stations, gateway, server).",
@@ -116,6 +117,21 @@ def demo(
     from envnet.demo import run_demo
 
     run_demo(var, air=air, water=water, interval_s=interval)
+
+
+app.command("uplink")(uplink.command)
+
+
+from envnet.tools import console as _console  # noqa: E402
+from envnet.tools import flash as _flash  # noqa: E402
+from envnet.tools import provision as _provision  # noqa: E402
+from envnet.tools import views as _views  # noqa: E402
+
+app.command("provision")(_provision.command)
+app.command("flash")(_flash.command)
+app.command("console")(_console.command)
+app.command("stations")(_views.stations_command)
+app.command("alerts")(_views.alerts_command)
 
 
 def main() -> None:  # pragma: no cover

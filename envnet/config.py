@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from envnet.alerts.rules import AlertSettings
+
 ENV_PREFIX = "ENVNET_"
 
 
@@ -117,6 +119,40 @@ class StandardsSettings(_Section):
     edition: Literal["2012"] = "2012"
 
 
+class UplinkPlatform(_Section):
+    # One HJ 212-2017 platform (docs/hj212.md). stations maps envnet station id -> MN.
+    name: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+    password: str = ""
+    stations: dict[str, str] = Field(default_factory=dict)
+    ack: bool = True  # Flag asks the platform for a 9014 data ack
+    send: list[Literal["2011", "2051", "2061", "2031"]] = ["2011", "2051", "2061", "2031"]
+
+
+class UplinkSettings(_Section):
+    outbox_path: str = "var/uplink.db"
+    client_id: str = "envnet-uplink"
+    minute_s: int = Field(600, ge=60, le=3600)  # period of 2051 "minute" data
+    close_grace_s: float = Field(120.0, ge=0, le=3600)
+    ack_timeout_s: float = Field(10.0, gt=0, le=300)
+    backoff_max_s: float = Field(60.0, gt=0, le=3600)
+    # A list of tables in TOML; ENVNET_UPLINK_PLATFORMS takes the same as JSON.
+    platforms: list[UplinkPlatform] = []
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _json(cls, v):
+        if isinstance(v, str):
+            import json
+
+            try:
+                return json.loads(v)
+            except ValueError as e:
+                raise ValueError(f"not valid JSON: {e}") from None
+        return v
+
+
 class Settings(_Section):
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
@@ -125,6 +161,8 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     webhooks: WebhookSettings = WebhookSettings()
     standards: StandardsSettings = StandardsSettings()
+    uplink: UplinkSettings = UplinkSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def server_host_port(self) -> tuple[str, int]:

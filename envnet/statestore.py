@@ -79,7 +79,8 @@ class SqliteStateStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._conn = connect_sqlite(self.path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._depth = 0
         with self._lock:
             self._conn.executescript(SCHEMA)
 
@@ -88,14 +89,27 @@ class SqliteStateStore:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; BEGIN IMMEDIATE so two processes never deadlock upgrading."""
+        """One write transaction; BEGIN IMMEDIATE so two processes never deadlock upgrading.
+
+        Nested calls join the outer transaction, so an alert change, its history and its
+        webhook event (server.events.emit_in_transaction) commit together or not at all."""
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
             self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth = 0
             self._conn.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:

@@ -25,6 +25,7 @@ from envnet.statestore import SqliteStateStore
 
 from . import metrics
 from .buffer import Buffer, BufferFullError, DeadLetter
+from .evaluation import EvaluationWorker
 from .ingest import ReceiveStamps, ingest
 from .writer import InfluxWriter
 
@@ -59,6 +60,7 @@ class Gateway:
         self.stop_event = threading.Event()
         self.connected = threading.Event()
         self.reading_hooks: list[ReadingsHook] = []
+        self.evaluation = EvaluationWorker(settings, self.buffer)
         self._meta_cache: dict[str, tuple[float, dict | None]] = {}
         self._stamps = ReceiveStamps()
         self.client = self._make_client()
@@ -169,10 +171,15 @@ class Gateway:
                     metrics.readings_unregistered.inc(len(result.readings))
             elif sub == "status":
                 self.store.record_status(station, body.state, body.model_dump(), received_at)
+                self.evaluation.submit(sub, station, meta, body.model_dump(), received_at)
             elif sub == "health":
                 self.store.record_health(station, body.model_dump(), received_at)
+                self.evaluation.submit(sub, station, meta, body.model_dump(), received_at)
         for station, rows in by_station.items():
             self.store.record_readings(station, rows[0]["kind"], rows)
+            self.evaluation.submit(
+                "reading", station, self._meta(station), rows, rows[-1]["received_at"]
+            )
             for hook in self.reading_hooks:
                 try:
                     hook(station, self._meta(station), rows)
@@ -218,6 +225,7 @@ class Gateway:
         url = urlparse(self.settings.mqtt.url)
         port = url.port or (8883 if url.scheme == "mqtts" else 1883)
         self.writer.start()
+        self.evaluation.start()
         self._threads = [
             threading.Thread(target=self._ingest_loop, name="ingest", daemon=True),
             threading.Thread(target=self._publish_counters, name="counters", daemon=True),
@@ -233,6 +241,8 @@ class Gateway:
         self.client.loop_stop()
         for t in self._threads:
             t.join(5)
+        self.evaluation.stop()
+        self.evaluation.join(10)
         self.writer.stop()
         self.writer.join(10)
 

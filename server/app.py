@@ -15,6 +15,8 @@ from fastapi import FastAPI, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from envnet import __version__, contract
+from envnet.alerts import latest_indices
+from envnet.alertstore import SqliteAlertStore
 from envnet.config import Settings
 from envnet.statestore import SqliteStateStore
 
@@ -36,6 +38,9 @@ class StationView(BaseModel):
     readings_total: int = 0
     last_health: dict[str, Any] | None = None
     meta: dict[str, Any] = {}
+    indices: dict[str, Any] = Field(
+        {}, description="latest hourly/daily AQI and water class (only on /stations/{id})"
+    )
 
 
 def interval_s(station: dict) -> float:
@@ -79,6 +84,7 @@ def view(station: dict, now: float) -> StationView:
 
 def create_app(settings: Settings) -> FastAPI:
     store = SqliteStateStore(settings.store.path)
+    alert_store = SqliteAlertStore(store)
     app = FastAPI(
         title="envnet",
         version=__version__,
@@ -110,9 +116,14 @@ def create_app(settings: Settings) -> FastAPI:
         s = store.get_station(station_id)
         if s is None:
             raise HTTPException(404, f"station {station_id} is not known")
-        return view(s, time.time())
+        v = view(s, time.time())
+        v.indices = latest_indices(alert_store, station_id)
+        return v
 
+    from server import alerts_api
     from server.webhooks import install
+
+    app.include_router(alerts_api.router(settings, store))
 
     install(app, settings)  # /webhooks, /metrics, JSON errors, body limit, delivery worker
     return app

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from envnet.alerts import AlertEvent, AlertSettings, Evaluator, InMemoryAlertStore
+from envnet.alertstore import SqliteAlertStore
+from envnet.statestore import SqliteStateStore
 
 T0 = 1767196800  # 2026-01-01 00:00 China Standard Time (2025-12-31 16:00 UTC)
 HOUR = 3600
 
 
 def new_evaluator(**settings: Any) -> Evaluator:
-    return Evaluator(AlertSettings(**settings), InMemoryAlertStore())
+    """An evaluator on the real SQLite alert store, unless ALERT_TESTS_STORE=memory."""
+    if os.environ.get("ALERT_TESTS_STORE") == "memory":
+        return Evaluator(AlertSettings(**settings), InMemoryAlertStore())
+    path = Path(tempfile.mkdtemp(prefix="envnet-alerts-")) / "state.db"
+    return Evaluator(AlertSettings(**settings), SqliteAlertStore(SqliteStateStore(path)))
 
 
 @dataclass

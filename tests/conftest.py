@@ -21,7 +21,9 @@ from envnet.sim import SimStation, station_config
 REPO = Path(__file__).resolve().parent.parent
 
 
-def wait_until(check: Callable[[], object], timeout: float = 20.0, interval: float = 0.1, what: str = ""):
+def wait_until(
+    check: Callable[[], object], timeout: float = 20.0, interval: float = 0.1, what: str = ""
+):
     """Poll until check() returns something truthy; fail with `what` on timeout."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -59,7 +61,10 @@ class Proc:
         with open(self.log, "ab") as f:
             self.p = subprocess.Popen(
                 [sys.executable, "-m", "envnet.cli", *self.args],
-                env=self.env, stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
+                env=self.env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
                 start_new_session=True,
             )
         return self
@@ -118,7 +123,9 @@ def server(tmp_path: Path, envnet_env: dict[str, str]) -> Iterator[str]:
     """The server process; yields its base URL once /healthz answers."""
     proc = Proc(["server"], envnet_env, tmp_path / "server.log").start()
     base = f"http://{envnet_env['ENVNET_SERVER_LISTEN']}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, 20, what="server")
+    wait_until(
+        lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, 20, what="server"
+    )
     yield base
     proc.stop()
 

@@ -9,7 +9,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 
 class Publisher:
-    def __init__(self, port: int, client_id: str = "test-pub", username: str = "", password: str = ""):
+    def __init__(
+        self, port: int, client_id: str = "test-pub", username: str = "", password: str = ""
+    ):
         self.c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
         if username:
             self.c.username_pw_set(username, password)
@@ -26,4 +28,11 @@ class Publisher:
 
 
 def reading(seq: int, ts: float, kind: str = "air", **values) -> dict:
-    return {"v": 1, "seq": seq, "ts": ts, "kind": kind, "values": values or {"pm25": 10.0}, "flags": {}}
+    return {
+        "v": 1,
+        "seq": seq,
+        "ts": ts,
+        "kind": kind,
+        "values": values or {"pm25": 10.0},
+        "flags": {},
+    }

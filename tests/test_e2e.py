@@ -19,9 +19,12 @@ def test_reading_travels_from_firmware_to_influx_and_server(influxdb, gateway, s
     water = firmware("hun-river-01", "water", interval_s=1)
 
     rows = wait_until(
-        lambda: len(influxdb.rows("SELECT * FROM air WHERE station='sy-air-001'")) >= 2
-        and influxdb.rows("SELECT * FROM air WHERE station='sy-air-001'"),
-        40, what=f"air readings in InfluxDB\n{air.log_tail()}",
+        lambda: (
+            len(influxdb.rows("SELECT * FROM air WHERE station='sy-air-001'")) >= 2
+            and influxdb.rows("SELECT * FROM air WHERE station='sy-air-001'")
+        ),
+        40,
+        what=f"air readings in InfluxDB\n{air.log_tail()}",
     )
     seqs = [r["seq"] for r in rows]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
@@ -30,19 +33,29 @@ def test_reading_travels_from_firmware_to_influx_and_server(influxdb, gateway, s
 
     wrows = wait_until(
         lambda: influxdb.rows("SELECT ph, do, seq FROM water WHERE station='hun-river-01'"),
-        40, what=f"water readings\n{water.log_tail()}",
+        40,
+        what=f"water readings\n{water.log_tail()}",
     )
     assert 0 <= wrows[0]["ph"] <= 14
 
-    st = wait_until(lambda: _station(server, "sy-air-001").get("state") == "online"
-                    and _station(server, "sy-air-001"), 20, what="station online")
+    st = wait_until(
+        lambda: (
+            _station(server, "sy-air-001").get("state") == "online"
+            and _station(server, "sy-air-001")
+        ),
+        20,
+        what="station online",
+    )
     assert st["kind"] == "air" and "pm25" in st["last_values"]
     listing = httpx.get(f"{server}/stations", timeout=5).json()
     assert {s["id"] for s in listing} >= {"sy-air-001", "hun-river-01"}
 
     air.kill()
-    wait_until(lambda: _station(server, "sy-air-001").get("state") == "offline", 60,
-               what="last will turning the station offline")
+    wait_until(
+        lambda: _station(server, "sy-air-001").get("state") == "offline",
+        60,
+        what="last will turning the station offline",
+    )
     assert _station(server, "hun-river-01")["state"] == "online"
 
 

@@ -34,8 +34,17 @@ def test_malformed_messages_are_counted_and_the_next_good_one_lands(
     finally:
         pub.close()
     rows = influxdb.rows("SELECT pm25, seq, station FROM air")
-    assert [(r["seq"], r["pm25"], r["station"]) for r in rows] == [(1, 12.0, "sy-air-001"), (5, 40.0, "sy-air-001")]
-    dead = wait_until(lambda: len(_dead_letters(envnet_env["ENVNET_GATEWAY_BUFFER_PATH"])) == 4 and _dead_letters(envnet_env["ENVNET_GATEWAY_BUFFER_PATH"]), 10)
+    assert [(r["seq"], r["pm25"], r["station"]) for r in rows] == [
+        (1, 12.0, "sy-air-001"),
+        (5, 40.0, "sy-air-001"),
+    ]
+    dead = wait_until(
+        lambda: (
+            len(_dead_letters(envnet_env["ENVNET_GATEWAY_BUFFER_PATH"])) == 4
+            and _dead_letters(envnet_env["ENVNET_GATEWAY_BUFFER_PATH"])
+        ),
+        10,
+    )
     assert sorted(reason for _, reason in dead) == ["bad_json", "bad_json", "bad_topic", "schema"]
     assert gateway.p.poll() is None, "the gateway must keep running"
     log = gateway.output()

@@ -1,0 +1,1 @@
+"""Technician and field tools: provision, flash, console, and the duty-room views."""

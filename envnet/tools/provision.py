@@ -1,0 +1,230 @@
+"""`envnet provision STATION_ID ...`: a station's config.json, MQTT credentials, ACL, registry entry.
+
+Writes `<out>/<id>/config.json` in the shape the firmware reads (firmware/lib/config.py),
+validated against the board profile (hardware/boards/<PROFILE>.json); adds the station to
+Mosquitto's password file with `mosquitto_passwd -b` and to the ACL file (the station may
+write only under `envnet/v1/<id>/` and read only its own `cmd`); registers it in the state
+store with its metadata. Any refusal is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlparse
+
+import typer
+
+from envnet import contract
+from envnet.config import ConfigError, load_config
+from envnet.statestore import SqliteStateStore
+
+REPO = Path(__file__).resolve().parents[2]
+BOARDS_DIR = REPO / "hardware" / "boards"
+DEFAULT_OUT = Path("var/stations")
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+WATER_CLASSES = ("I", "II", "III", "IV", "V")
+STATION_CLASSES = ("micro", "city", "national", "section")
+
+
+class ProvisionError(ValueError):
+    """str() is the one line shown to the technician."""
+
+
+def load_board(profile: str, kind: str) -> dict:
+    if not profile or "/" in profile or profile.startswith("."):
+        raise ProvisionError(f"bad board profile name {profile!r}")
+    path = BOARDS_DIR / f"{profile}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in BOARDS_DIR.glob("*.json")))
+        raise ProvisionError(f"unknown board profile {profile!r} (known: {known})")
+    board = json.loads(path.read_text())
+    if board.get("kind") != kind:
+        raise ProvisionError(
+            f"board profile {profile!r} is for {board.get('kind')} stations, not {kind}"
+        )
+    return board
+
+
+def build_config(
+    station_id: str, kind: str, board: dict, mqtt_url: str, user: str, password: str
+) -> dict:
+    """config.json for a real board: intervals from the profile, credentials, broker."""
+    url = urlparse(mqtt_url)
+    interval = board.get("interval_s") or contract.KINDS[kind]["interval_s"]
+    sample = min(board.get("sample_s") or interval / 6, interval)
+    return {
+        "station_id": station_id,
+        "kind": kind,
+        "board": board["profile"],
+        "interval_s": interval,
+        "sample_s": sample,
+        "health_s": max(interval * 5, 60),
+        "mqtt": {
+            "host": url.hostname or "127.0.0.1",
+            "port": url.port or (8883 if url.scheme == "mqtts" else 1883),
+            "user": user,
+            "password": password,
+            "keepalive": 30,
+            "tls": url.scheme == "mqtts",
+        },
+        "wifi": {"ssid": "", "password": ""},
+        "ntp": {"host": "pool.ntp.org"},
+    }
+
+
+def acl_block(station_id: str) -> str:
+    root = f"{contract.TOPIC_ROOT}/{station_id}" if hasattr(contract, "TOPIC_ROOT") else None
+    root = root or f"envnet/v1/{station_id}"
+    return (
+        f"user {station_id}\n"
+        f"topic write {root}/#\n"
+        f"topic read {root}/cmd\n"
+    )
+
+
+def add_password(password_file: Path, user: str, password: str) -> None:
+    if not Path(MOSQUITTO_PASSWD).exists():
+        raise ProvisionError("mosquitto_passwd not found (apt-get install mosquitto)")
+    password_file.parent.mkdir(parents=True, exist_ok=True)
+    argv = [MOSQUITTO_PASSWD, "-b", str(password_file), user, password]
+    if not password_file.exists():
+        password_file.touch(mode=0o600)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if r.returncode:
+        raise ProvisionError(f"mosquitto_passwd failed: {(r.stderr or r.stdout).strip()}")
+
+
+def users_in(password_file: Path) -> set[str]:
+    if not password_file.exists():
+        return set()
+    return {ln.split(":", 1)[0] for ln in password_file.read_text().splitlines() if ":" in ln}
+
+
+def provision(
+    station_id: str,
+    kind: str,
+    site: str,
+    board_profile: str,
+    out: Path,
+    mqtt_url: str,
+    store_path: Path,
+    password_file: Path,
+    acl_file: Path,
+    meta: dict | None = None,
+) -> dict:
+    """Do it all or refuse before writing anything. Returns the written config."""
+    if not contract.STATION_ID_RE.match(station_id or ""):
+        raise ProvisionError(
+            f"bad station id {station_id!r}: must match {contract.STATION_ID_RE.pattern}"
+        )
+    if kind not in contract.KINDS:
+        raise ProvisionError(f"kind must be one of {', '.join(contract.KINDS)} (got {kind!r})")
+    if not site.strip():
+        raise ProvisionError("--site must not be empty")
+    meta = {k: v for k, v in (meta or {}).items() if v is not None}
+    if meta.get("target_class") and meta["target_class"] not in WATER_CLASSES:
+        raise ProvisionError(f"--target-class must be one of {', '.join(WATER_CLASSES)}")
+    if meta.get("class") and meta["class"] not in STATION_CLASSES:
+        raise ProvisionError(f"--class must be one of {', '.join(STATION_CLASSES)}")
+    if "lat" in meta and not -90 <= meta["lat"] <= 90:
+        raise ProvisionError("--lat must be within -90..90")
+    if "lon" in meta and not -180 <= meta["lon"] <= 180:
+        raise ProvisionError("--lon must be within -180..180")
+    board = load_board(board_profile, kind)
+    station_dir = out / station_id
+    if (station_dir / "config.json").exists():
+        raise ProvisionError(f"station {station_id} is already provisioned ({station_dir})")
+    if station_id in users_in(password_file):
+        raise ProvisionError(f"station {station_id} already has MQTT credentials")
+    store = SqliteStateStore(store_path)
+    try:
+        if store.get_station_meta(station_id) is not None:
+            raise ProvisionError(f"station {station_id} is already registered")
+        password = secrets.token_urlsafe(18)
+        cfg = build_config(station_id, kind, board, mqtt_url, station_id, password)
+        full_meta = {
+            "site": site,
+            "board": board_profile,
+            "interval_s": cfg["interval_s"],
+            "class": "micro" if kind == "air" else "section",
+            **meta,
+        }
+        if not store.register_station(station_id, kind, full_meta):
+            raise ProvisionError(f"station {station_id} is already registered")
+    finally:
+        store.close()
+    add_password(password_file, station_id, password)
+    acl_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(acl_file, "a") as f:
+        f.write(("\n" if acl_file.stat().st_size else "") + acl_block(station_id))
+    station_dir.mkdir(parents=True, exist_ok=True)
+    tmp = station_dir / "config.json.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds a secret
+    with os.fdopen(fd, "w") as f:
+        json.dump(cfg, f, indent=1, ensure_ascii=False)
+    os.replace(tmp, station_dir / "config.json")
+    return cfg
+
+
+def command(
+    station_id: Annotated[str, typer.Argument(help="station id, [a-z0-9][a-z0-9-]{1,31}")],
+    kind: Annotated[str, typer.Option(help="air | water")],
+    site: Annotated[str, typer.Option(help="site name / address")],
+    board: Annotated[str, typer.Option(help="board profile in hardware/boards/")],
+    district: str | None = None,
+    river: str | None = None,
+    section: str | None = None,
+    target_class: Annotated[str | None, typer.Option(help="water target class I..V")] = None,
+    station_class: Annotated[
+        str | None, typer.Option("--class", help="micro | city | national | section")
+    ] = None,
+    lat: float | None = None,
+    lon: float | None = None,
+    name_zh: str | None = None,
+    name_en: str | None = None,
+    drinking_water: Annotated[bool, typer.Option(help="drinking-water source")] = False,
+    out: Annotated[Path, typer.Option("--out", help="provisioned stations dir")] = DEFAULT_OUT,
+    passwd_file: Annotated[Path | None, typer.Option(help="Mosquitto password file")] = None,
+    acl_file: Annotated[Path | None, typer.Option(help="Mosquitto ACL file")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="envnet TOML")] = None,
+) -> None:
+    """Provision a station: config.json, MQTT credentials + ACL, registry entry."""
+    try:
+        settings = load_config(config)
+        cfg = provision(
+            station_id,
+            kind,
+            site,
+            board,
+            out,
+            settings.mqtt.url,
+            Path(settings.store.path),
+            passwd_file or out / "mosquitto.passwd",
+            acl_file or out / "mosquitto.acl",
+            {
+                "district": district,
+                "river": river,
+                "section": section,
+                "target_class": target_class,
+                "class": station_class,
+                "lat": lat,
+                "lon": lon,
+                "name": name_zh,
+                "name_en": name_en,
+                "drinking_water": drinking_water or None,
+            },
+        )
+    except (ProvisionError, ConfigError) as e:
+        typer.echo(f"envnet provision: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"provisioned {station_id} ({kind}, board {board}): {out / station_id / 'config.json'}; "
+        f"MQTT user {cfg['mqtt']['user']} -> {passwd_file or out / 'mosquitto.passwd'}; "
+        f"flash with: envnet flash PORT --station {station_id} --dir {out}"
+    )
