@@ -108,15 +108,14 @@ def sim(
 @app.command()
 def demo(
     var: Annotated[Path, typer.Option(help="where configs, data and logs go")] = Path("var"),
-    air: int = 3,
-    water: int = 2,
-    interval: float = 5.0,
+    air: Annotated[int, typer.Option(help="extra generic air stations")] = 0,
+    water: Annotated[int, typer.Option(help="extra generic water probes")] = 0,
 ) -> None:
     """Everything on one machine: Mosquitto, InfluxDB, gateway, server, simulated stations."""
     _setup_logging()
     from envnet.demo import run_demo
 
-    run_demo(var, air=air, water=water, interval_s=interval)
+    run_demo(var, air=air, water=water)
 
 
 app.command("uplink")(uplink.command)

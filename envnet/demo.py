@@ -7,17 +7,49 @@ firmware on the MicroPython unix port.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from importlib import resources
 from pathlib import Path
 
+from envnet import scenario
 from envnet.config import load_config
 from envnet.fleet import Fleet
 from envnet.services import InfluxDB, Mosquitto, free_port
+
+
+def shenyang_sites() -> list[dict]:
+    text = resources.files("envnet").joinpath("sites/shenyang.json").read_text(encoding="utf-8")
+    return json.loads(text)["stations"]
+
+
+def add_network(fleet: Fleet, t0: float, wall0: float) -> None:
+    """Register and create the miniature Shenyang network on the compressed demo clock."""
+    clock = {"time_scale": scenario.TIME_SCALE, "t0": t0, "wall0": wall0}
+    data_interval = scenario.WALL_INTERVAL_S * scenario.TIME_SCALE
+    for n, site in enumerate(shenyang_sites()):
+        meta = {k: v for k, v in site.items() if k not in ("id", "kind")}
+        fleet.add(
+            site["id"], site["kind"], meta, seed=n + 1, sim=clock, data_interval_s=data_interval
+        )
+
+
+def play(fleet: Fleet, t0: float, wall0: float, stop: threading.Event) -> None:
+    """Steer the simulated sensors along the scenario, in data time."""
+    weights = {sid: 0.7 + 0.6 * ((i * 37) % 10) / 10 for i, sid in enumerate(fleet.stations)}
+    while not stop.wait(1.0):
+        h = (time.time() - wall0) * scenario.TIME_SCALE / 3600
+        for sid, st in fleet.stations.items():
+            if sid.startswith("sy-"):
+                values = scenario.air_overrides(h, weights[sid])
+            else:
+                values = scenario.water_overrides(sid, h)
+            scenario.write_overrides(st.workdir, values)
 
 
 def write_config(path: Path, mqtt_port: int, influx_url: str, var: Path, http_port: int) -> None:
@@ -40,6 +72,7 @@ buffer_path = "{var / "gateway-buffer.db"}"
 
 [server]
 listen = "127.0.0.1:{http_port}"
+api_key = "demo-key"
 """
     )
 
@@ -55,7 +88,10 @@ def _spawn(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
         )
 
 
-def run_demo(var: Path, air: int, water: int, interval_s: float) -> None:
+def run_demo(
+    var: Path, air: int = 0, water: int = 0, interval_s: float = scenario.WALL_INTERVAL_S
+) -> None:
+    """The Shenyang network in miniature, plus `air`/`water` extra generic stations."""
     var = var.resolve()
     var.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -75,12 +111,21 @@ def run_demo(var: Path, air: int, water: int, interval_s: float) -> None:
         procs.append(_spawn(["gateway", "--config", str(cfg_path)], var / "gateway.log", var))
         procs.append(_spawn(["server", "--config", str(cfg_path)], var / "server.log", var))
         fleet = Fleet(settings, var / "sim", interval_s=interval_s)
+        wall0 = time.time()
+        t0 = wall0 - scenario.START_DAYS_AGO * 86400
+        add_network(fleet, t0, wall0)
         fleet.add_generated(air, water)
         fleet.start()
+        threading.Thread(target=play, args=(fleet, t0, wall0, stop), daemon=True).start()
         base = f"http://127.0.0.1:{http_port}"
         print(
             f"""
-envnet demo is running: {air} air stations, {water} water probes, a reading every {interval_s:g} s
+envnet demo: Shenyang in miniature, {len(fleet.stations)} stations running the real firmware.
+Data time runs {scenario.TIME_SCALE}x faster: a data hour every {3600 / scenario.TIME_SCALE:g} s.
+A pollution episode builds over the city and an NH3-N incident hits the Hun River city reach;
+hourly AQI alerts open within a few minutes, escalate, and resolve as the air clears.
+  alerts          {base}/alerts
+                  ack: curl -X POST -H 'Authorization: Bearer demo-key' {base}/alerts/ID/ack
   API docs        {base}/docs
   stations        {base}/stations
   MQTT broker     mqtt://127.0.0.1:{mosq.port}   (mosquitto_sub -p {mosq.port} -t 'envnet/v1/#' -v)

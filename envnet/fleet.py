@@ -20,17 +20,26 @@ class Fleet:
         self.stations: dict[str, SimStation] = {}
 
     def add(
-        self, station_id: str, kind: str, meta: dict | None = None, seed: int = 1
+        self,
+        station_id: str,
+        kind: str,
+        meta: dict | None = None,
+        seed: int = 1,
+        sim: dict | None = None,
+        data_interval_s: float | None = None,
     ) -> SimStation:
-        """Create the station's flash directory and register it (as a technician would)."""
+        """Create the station's flash directory and register it (as a technician would).
+
+        `data_interval_s` is the publish interval in data time, for a compressed demo clock."""
         st = SimStation(station_id, self.workdir / station_id)
-        cfg = station_config(station_id, kind, self.settings.mqtt.url, self.interval_s, seed=seed)
+        cfg = station_config(
+            station_id, kind, self.settings.mqtt.url, self.interval_s, seed=seed, sim=sim
+        )
         st.write_config(cfg)
         store = SqliteStateStore(self.settings.store.path)
         try:
-            store.register_station(
-                station_id, kind, {"interval_s": cfg["interval_s"], **(meta or {})}
-            )
+            interval = data_interval_s or cfg["interval_s"]
+            store.register_station(station_id, kind, {"interval_s": interval, **(meta or {})})
         finally:
             store.close()
         self.stations[station_id] = st

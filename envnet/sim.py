@@ -39,6 +39,7 @@ def station_config(
     username: str = "",
     password: str = "",
     seed: int = 1,
+    sim: dict | None = None,
 ) -> dict:
     """config.json for a simulated station, in the shape the firmware reads on a real board."""
     url = urlparse(mqtt_url)
@@ -60,7 +61,7 @@ def station_config(
         },
         "wifi": {"ssid": "sim", "password": ""},
         "ntp": {"host": "pool.ntp.org"},
-        "sim": {"seed": seed},
+        "sim": {"seed": seed, **(sim or {})},
     }
 
 

@@ -84,6 +84,14 @@ def sim():
 
 # --- time ---------------------------------------------------------------------------
 def now():
+    if SIM and _cfg:
+        # Demo only: a compressed clock ("sim": {"time_scale": 120, "t0": .., "wall0": ..})
+        # so that hours of data time, and the hourly windows of the standards, pass in
+        # minutes. Never set on a real board.
+        s = _cfg.get("sim") or {}
+        scale = s.get("time_scale")
+        if scale:
+            return int(s["t0"] + (time.time() - s["wall0"]) * scale)
     return int(time.time()) + _EPOCH
 
 

@@ -8,10 +8,10 @@ it, clean air resolves it after the hold time. A killed firmware opens an offlin
 from __future__ import annotations
 
 import httpx
-
 from conftest import wait_until
-from envnet.statestore import SqliteStateStore
 from mqtt_helpers import Publisher, reading
+
+from envnet.statestore import SqliteStateStore
 
 HOUR = 3600
 T0 = 1767196800 - 10 * 24 * HOUR  # a CST midnight, ten days back: all in the past

@@ -5,7 +5,6 @@ offline after the firmware process is killed (the broker publishes its last will
 from __future__ import annotations
 
 import httpx
-
 from conftest import wait_until
 
 

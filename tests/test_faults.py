@@ -13,10 +13,9 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-
 from conftest import Proc, wait_until
 from mqtt_helpers import reading
+from paho.mqtt.enums import CallbackAPIVersion
 
 STATIONS = 4
 RATE_PER_STATION = 20  # readings/s

@@ -40,6 +40,7 @@ SUBSCRIPTION = "envnet/v1/+/reading"
 HOUR_MIN_COVERAGE = 0.75  # GB 3095-2012: 45 of 60 minutes for an hourly value
 DAY_MIN_HOURS = 20  # GB 3095-2012: 20 valid hours for a daily value
 KEEP_SAMPLES_S = 2 * DAY
+KEEP_ACKED_S = 7 * DAY  # acknowledged packets stay inspectable this long
 NOT_EVALUATED = ("maint", "cal")
 
 SCHEMA = """
@@ -360,6 +361,7 @@ class Uplink:
         db.execute(
             "DELETE FROM samples WHERE station=? AND ts<?", (station, latest - KEEP_SAMPLES_S)
         )
+        db.execute("DELETE FROM outbox WHERE acked < ?", (time.time() - KEEP_ACKED_S,))
         return n
 
     def _window_start(self, period: str, ts: float) -> int:
@@ -398,7 +400,7 @@ class Uplink:
 
     def _session(self, p: UplinkPlatform, sock: socket.socket) -> None:
         reader = FrameReader()
-        sock.settimeout(None)
+        sock.settimeout(self.cfg.ack_timeout_s)  # a platform that stops reading is a fault
         while not self.stop_event.is_set():
             item = self.outbox.next_pending(p.name)
             if item is None:

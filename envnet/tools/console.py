@@ -38,7 +38,9 @@ def open_port(port: str, baud: int = BAUD, timeout: float = 0.1) -> serial.Seria
                 f"{port} is busy: another program (mpremote, a terminal, envnet flash) has it open"
             ) from None
         if "No such file" in text or "could not open" in text.lower():
-            raise ConsoleError(f"cannot open {port}: no such port (is the station plugged in?)")
+            raise ConsoleError(
+                f"cannot open {port}: no such port (is the station plugged in?)"
+            ) from None
         raise ConsoleError(f"cannot open {port}: {text}") from None
 
 
@@ -55,9 +57,7 @@ def _answer(line: bytes) -> dict | None:
     return None
 
 
-def request(
-    ser: serial.Serial, words: list[str], timeout: float = 5.0, retries: int = 1
-) -> dict:
+def request(ser: serial.Serial, words: list[str], timeout: float = 5.0, retries: int = 1) -> dict:
     """Send one console command with --json; return the firmware's JSON answer."""
     line = " ".join(w for w in words if w != "--json") + " --json"
     seen = b""
@@ -129,7 +129,7 @@ def one_shot(port: str, words: list[str], timeout: float = 5.0) -> dict:
         ser.close()
 
 
-def interactive(port: str) -> None:  # pragma: no cover - needs a human
+def interactive(port: str, linger: float = 1.0) -> None:
     ser = open_port(port)
     typer.echo(f"connected to {port}; type 'help', Ctrl-D to leave")
     stop = threading.Event()
@@ -153,6 +153,8 @@ def interactive(port: str) -> None:  # pragma: no cover - needs a human
             if stop.is_set():
                 break
             ser.write(line.rstrip("\n").encode() + b"\r")
+        # End of input (Ctrl-D, or commands piped in): let the last answer arrive.
+        time.sleep(linger)
     except KeyboardInterrupt:
         pass
     finally:

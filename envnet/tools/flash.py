@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
 # Never sent, never removed: the station's persisted state.
 PROTECTED = {"seq.json", "buf.dat", "buf.dat.meta", "cal.json"}
-BATCH = 6  # files per mpremote invocation (one connection each)
+BATCH = 12  # files per mpremote invocation (each one costs a process start + connect)
 
 
 class FlashError(RuntimeError):
@@ -144,12 +144,12 @@ def flash_port(
     res = PortResult(port)
     t0 = time.monotonic()
     try:
-        _mpremote(port, ["exec", "import os\ntry:\n os.mkdir('lib')\nexcept OSError:\n pass"], 20)
+        mkdir = ["exec", "import os\ntry:\n os.mkdir('lib')\nexcept OSError:\n pass"]
         for i in range(0, len(items), BATCH):
             chunk = items[i : i + BATCH]
-            args: list[str] = []
+            args: list[str] = [*mkdir, "+"] if i == 0 else []
             for it in chunk:
-                args += ["+"] if args else []
+                args += ["+"] if args and args[-1] != "+" else []
                 args += ["cp", str(it.src), f":{it.dest}"]
             _mpremote(port, args, timeout)
             res.files += len(chunk)

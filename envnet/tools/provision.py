@@ -1,4 +1,4 @@
-"""`envnet provision STATION_ID ...`: a station's config.json, MQTT credentials, ACL, registry entry.
+"""`envnet provision STATION_ID ...`: config.json, MQTT credentials and ACL, registry entry.
 
 Writes `<out>/<id>/config.json` in the shape the firmware reads (firmware/lib/config.py),
 validated against the board profile (hardware/boards/<PROFILE>.json); adds the station to
@@ -79,13 +79,8 @@ def build_config(
 
 
 def acl_block(station_id: str) -> str:
-    root = f"{contract.TOPIC_ROOT}/{station_id}" if hasattr(contract, "TOPIC_ROOT") else None
-    root = root or f"envnet/v1/{station_id}"
-    return (
-        f"user {station_id}\n"
-        f"topic write {root}/#\n"
-        f"topic read {root}/cmd\n"
-    )
+    root = f"{getattr(contract, 'TOPIC_ROOT', 'envnet/v1').rstrip('/')}/{station_id}"
+    return f"user {station_id}\ntopic write {root}/#\ntopic read {root}/cmd\n"
 
 
 def add_password(password_file: Path, user: str, password: str) -> None:
@@ -137,6 +132,8 @@ def provision(
     if "lon" in meta and not -180 <= meta["lon"] <= 180:
         raise ProvisionError("--lon must be within -180..180")
     board = load_board(board_profile, kind)
+    if not Path(MOSQUITTO_PASSWD).exists():
+        raise ProvisionError("mosquitto_passwd not found (apt-get install mosquitto)")
     station_dir = out / station_id
     if (station_dir / "config.json").exists():
         raise ProvisionError(f"station {station_id} is already provisioned ({station_dir})")

@@ -9,10 +9,12 @@ main.py, whose console then reads the pty exactly as a board reads its USB UART)
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
 import subprocess
+import termios
 import threading
 import tty
 from pathlib import Path
@@ -46,6 +48,12 @@ class PtyBoard:
         b_master, b_slave = os.openpty()
         for fd in (a_slave, b_slave):
             tty.setraw(fd)
+        # Ctrl-C from a client interrupts running code, as on a board: the board's tty keeps
+        # ISIG (the unix REPL switches it off itself while it reads a line) and is the
+        # child's controlling terminal.
+        attrs = termios.tcgetattr(a_slave)
+        attrs[3] |= termios.ISIG
+        termios.tcsetattr(a_slave, termios.TCSANOW, attrs)
         self._fds = [a_master, a_slave, b_master, b_slave]
         self.device = os.ttyname(b_slave)
         env = dict(os.environ, **self.env)
@@ -60,11 +68,10 @@ class PtyBoard:
             stdout=a_slave,
             stderr=a_slave,
             start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
         )
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._bridge, args=(a_master, b_master), daemon=True
-        )
+        self._thread = threading.Thread(target=self._bridge, args=(a_master, b_master), daemon=True)
         self._thread.start()
         return self
 
@@ -114,4 +121,3 @@ class PtyBoard:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
