@@ -269,3 +269,17 @@ def test_interactive_console_with_piped_commands(tmp_path: Path) -> None:
         os.close(slave)
         os.close(master)
         th.join(2)
+
+
+def test_flash_reports_a_missing_port_and_an_unprovisioned_station(tmp_path: Path) -> None:
+    out = tmp_path / "stations"
+    pv.provision(
+        SID, "air", "x", "sim-air", out, "mqtt://127.0.0.1:1883", tmp_path / "db",
+        out / "passwd", out / "acl",
+    )  # fmt: skip
+    r = CliRunner().invoke(
+        app, ["flash", "/dev/nonexistent-tty", "--station", SID, "--dir", str(out)]
+    )
+    assert r.exit_code == 1 and "/dev/nonexistent-tty: FAILED" in r.output
+    r = CliRunner().invoke(app, ["flash", "/dev/null", "--station", "sy-nope", "--dir", str(out)])
+    assert r.exit_code == 2 and "run `envnet provision` first" in r.output

@@ -81,19 +81,22 @@ def plan_files(station_dir: Path, mpy: bool, build_dir: Path) -> list[FileItem]:
     sources = [(FIRMWARE / "main.py", "main.py"), (FIRMWARE / "board.py", "board.py")]
     sources += [(p, f"lib/{p.name}") for p in sorted((FIRMWARE / "lib").glob("*.py"))]
     sources += [(p, f"lib/{p.name}") for p in sorted((FIRMWARE / "drivers").glob("*.py"))]
-    items: list[FileItem] = []
-    for src, dest in sources:
-        if mpy and dest != "main.py":  # main.py stays source: it is what boot runs
-            out = build_dir / dest.replace(".py", ".mpy")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            r = subprocess.run(
-                [mpy_cross_bin(), "-o", str(out), str(src)], capture_output=True, text=True
-            )
-            if r.returncode:
-                raise FlashError(f"mpy-cross failed on {src.name}: {r.stderr.strip()}")
-            items.append(FileItem(out, dest.replace(".py", ".mpy")))
-        else:
-            items.append(FileItem(src, dest))
+
+    def build(pair: tuple[Path, str]) -> FileItem:
+        src, dest = pair
+        if not mpy or dest == "main.py":  # main.py stays source: it is what boot runs
+            return FileItem(src, dest)
+        out = build_dir / dest.replace(".py", ".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(
+            [mpy_cross_bin(), "-o", str(out), str(src)], capture_output=True, text=True
+        )
+        if r.returncode:
+            raise FlashError(f"mpy-cross failed on {src.name}: {r.stderr.strip()}")
+        return FileItem(out, dest.replace(".py", ".mpy"))
+
+    with ThreadPoolExecutor(max_workers=8) as ex:
+        items = list(ex.map(build, sources))
     items.append(FileItem(profile, "board.json"))
     items.append(FileItem(cfg_path, "config.json"))
     assert not any(i.dest in PROTECTED for i in items)

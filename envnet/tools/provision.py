@@ -156,7 +156,15 @@ def provision(
             raise ProvisionError(f"station {station_id} is already registered")
     finally:
         store.close()
-    add_password(password_file, station_id, password)
+    try:
+        add_password(password_file, station_id, password)
+    except ProvisionError:
+        store = SqliteStateStore(store_path)  # undo the registration: all or nothing
+        try:
+            store.delete_station(station_id)
+        finally:
+            store.close()
+        raise
     acl_file.parent.mkdir(parents=True, exist_ok=True)
     with open(acl_file, "a") as f:
         f.write(("\n" if acl_file.stat().st_size else "") + acl_block(station_id))
