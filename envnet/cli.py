@@ -118,6 +118,19 @@ def demo(
     run_demo(var, air=air, water=water)
 
 
+@app.command()
+def grafana(
+    out: Annotated[Path, typer.Option(help="where the dashboards JSON goes")] = Path(
+        "grafana/dashboards"
+    ),
+) -> None:
+    """Regenerate the Grafana dashboards from Python (needs the dev extra)."""
+    from envnet.grafana import generate
+
+    for path in generate(out):
+        typer.echo(f"wrote {path}")
+
+
 app.command("uplink")(uplink.command)
 
 

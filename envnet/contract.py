@@ -65,7 +65,8 @@ class Reading(BaseModel):
 
     v: Literal[1]
     seq: StrictInt = Field(ge=0, lt=2**63)
-    ts: Number = Field(ge=0)
+    # Finite and before InfluxDB's last representable instant (year 2262).
+    ts: Number = Field(ge=0, lt=9_000_000_000)
     kind: Literal["air", "water"]
     values: dict[str, Number] = Field(min_length=1)
     flags: dict[str, str] = Field(default_factory=dict)

@@ -150,9 +150,20 @@ class Gateway:
                 metrics.messages_rejected.labels(reason=e.reason).inc()
                 log.warning("rejected %s: %s", m.topic, e)
                 continue
+            except Exception as e:  # a validator bug: dead-letter the message, keep going
+                log.exception("internal error decoding %s; dead-lettered", m.topic)
+                dead.append(DeadLetter(m.topic, m.payload, "internal", repr(e)[:500]))
+                metrics.messages_rejected.labels(reason="internal").inc()
+                continue
+            try:
+                meta = self._meta(msg.station)
+                result = ingest(msg, meta, m.received_at, self._stamps)
+            except Exception as e:  # a bug must dead-letter one message, not stop ingestion
+                log.exception("internal error on %s; dead-lettered", m.topic)
+                dead.append(DeadLetter(m.topic, m.payload, "internal", repr(e)[:500]))
+                metrics.messages_rejected.labels(reason="internal").inc()
+                continue
             metrics.messages_received.labels(sub=msg.sub).inc()
-            meta = self._meta(msg.station)
-            result = ingest(msg, meta, m.received_at, self._stamps)
             points.extend(result.points)
             metrics.values_out_of_range.inc(result.out_of_range)
             accepted.append((msg.station, msg.sub, meta, msg.body, result, m.received_at))
@@ -163,6 +174,11 @@ class Gateway:
         return accepted
 
     def _update_state(self, accepted) -> None:
+        # One state-store transaction per batch, not one per station (nested tx() calls join).
+        with self.store.tx():
+            self._update_state_tx(accepted)
+
+    def _update_state_tx(self, accepted) -> None:
         by_station: dict[str, list[dict]] = {}
         for station, sub, meta, body, result, received_at in accepted:
             if sub == "reading":

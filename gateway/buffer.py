@@ -121,11 +121,16 @@ class Buffer:
             ).fetchone()[0]
 
     def mark_written(self, ids: list[int]) -> None:
+        """`ids` are the oldest pending points in id order (see pending()), so every pending
+        point between the first and the last of them is one of them: one range update."""
         now = time.time()
         with self._lock:
             c = self._conn
             c.execute("BEGIN IMMEDIATE")
-            c.executemany("UPDATE points SET written_at=? WHERE id=?", [(now, i) for i in ids])
+            c.execute(
+                "UPDATE points SET written_at=? WHERE id BETWEEN ? AND ? AND written_at IS NULL",
+                (now, min(ids), max(ids)),
+            )
             c.execute("COMMIT")
 
     def quarantine(self, point_id: int, reason: str, detail: str) -> None:

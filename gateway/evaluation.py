@@ -49,7 +49,9 @@ class EvaluationWorker(threading.Thread):
         self.state = SqliteStateStore(settings.store.path)
         self.alerts = SqliteAlertStore(self.state)
         self.evaluator = Evaluator(settings, self.alerts)
-        self.inbox: queue.Queue[tuple[str, str, dict | None, Any, float]] = queue.Queue()
+        # Bounded: if evaluation falls behind, ingestion waits (acks slow down) instead of memory
+        # growing without limit.
+        self.inbox: queue.Queue[tuple[str, str, dict | None, Any, float]] = queue.Queue(100_000)
         self.stop_event = threading.Event()
         self.events_emitted = 0
         outbox_events.prepare(settings)
