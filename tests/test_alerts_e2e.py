@@ -71,8 +71,13 @@ def test_pm25_24h_exceedance_opens_once_escalates_and_resolves(
         detail = httpx.get(f"{server}/alerts/{resolved[0]['id']}", timeout=5).json()
         assert [h["event"] for h in detail["history"]][0] == "opened"
         assert detail["history"][-1]["event"] == "resolved"
-        station = httpx.get(f"{server}/stations/{SID}", timeout=5).json()
-        assert station["indices"], "the station view shows its latest AQI"
+        # The evaluator saves its state (and so the latest indices) every tick, 2 s.
+        indices = wait_until(
+            lambda: httpx.get(f"{server}/stations/{SID}", timeout=5).json()["indices"],
+            10,
+            what="the station view showing its latest AQI",
+        )
+        assert indices["aqi_1h"]["aqi"] > 0
     finally:
         pub.close()
         store.close()

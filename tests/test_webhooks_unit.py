@@ -288,11 +288,27 @@ def test_metrics_reexport_gateway_counters_and_alerts(tmp_path: Path) -> None:
     store = app.state.store
     for gid in ("gw-a", "gw-b"):
         store.put_kv(f"gateway:{gid}:metrics", {"at": time.time(), "metrics": gw.snapshot()})
-    with store.tx() as c:  # the alert engine's table, as far as /metrics cares
-        c.execute("CREATE TABLE alerts (id TEXT PRIMARY KEY, state TEXT, severity TEXT)")
-        c.executemany(
-            "INSERT INTO alerts VALUES (?,?,?)",
-            [("a1", "open", "x"), ("a2", "acknowledged", "x"), ("a3", "resolved", "x")],
+    from envnet.alerts.store import Alert
+    from envnet.alertstore import SqliteAlertStore
+
+    alerts = SqliteAlertStore(store)  # the alert engine's real store, in the same database
+    for aid, state in (("a1", "open"), ("a2", "acknowledged"), ("a3", "resolved")):
+        alerts.insert_alert(
+            Alert(
+                aid,
+                "sy-001",
+                "air_limit_24h",
+                aid,
+                "low",
+                "24h",
+                80.0,
+                75.0,
+                "GB 3095-2012",
+                1.0,
+                state,
+                80.0,
+                1.0,
+            )
         )
     text = TestClient(app).get("/metrics").text
     for gid in ("gw-a", "gw-b"):
