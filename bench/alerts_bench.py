@@ -102,10 +102,12 @@ def publish_to_alert_ms(tmp: Path) -> list[float]:
             db = sqlite3.connect(store_path)
             for r in range(LATENCY_RUNS):
                 sid = f"lat-{r}"
-                batch = [reading(i, T0 + i * 600, 100.0) for i in range(24 * 6)]
+                # Hours 0-19: 19 closed valid hours, one short of GB 3095's 20 for a 24 h mean.
+                batch = [reading(i, T0 + i * 600, 100.0) for i in range(20 * 6)]
                 c.publish(f"envnet/v1/{sid}/reading", json.dumps(batch), qos=1).wait_for_publish()
-                time.sleep(1.0)  # the first 24 h are in; the next reading closes the window
-                last = reading(24 * 6, T0 + 24 * 6 * 600, 100.0)
+                time.sleep(1.0)
+                # A reading past hour 19's close grace (2 intervals) closes it: 20 valid hours.
+                last = reading(20 * 6 + 3, T0 + 20 * HOUR + 1800, 100.0)
                 t = time.perf_counter()
                 c.publish(f"envnet/v1/{sid}/reading", json.dumps(last), qos=1)
                 while not db.execute(
