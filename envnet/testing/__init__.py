@@ -1,1 +1,0 @@
-"""Test helpers; the services themselves live in envnet.services."""

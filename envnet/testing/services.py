@@ -1,1 +1,0 @@
-from envnet.services import InfluxDB, Mosquitto, ServiceError, free_port  # noqa: F401
