@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "firmware"))
 import harness  # noqa: E402
 
 DOC = harness.ROOT / "docs" / "firmware.md"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+sys.path.insert(0, str(ROOT / "tests" / "firmware"))
 import harness  # noqa: E402
 
 VECTORS = ROOT / "envnet" / "contract" / "vectors"

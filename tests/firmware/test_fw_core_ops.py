@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+sys.path.insert(0, str(ROOT / "tests" / "firmware"))
 import harness  # noqa: E402
 
 CMD = "envnet/v1/sy-air-001/cmd"

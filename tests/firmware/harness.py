@@ -19,8 +19,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-FW = Path(__file__).resolve().parents[1]
-ROOT = FW.parent
+ROOT = Path(__file__).resolve().parents[2]
+FW = ROOT / "firmware"
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
 if not os.path.exists(MICROPYTHON):
     MICROPYTHON = shutil.which("micropython") or "micropython"
