@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from envnet.alerts import AlertSettings, Evaluator  # noqa: E402
 from envnet.alertstore import SqliteAlertStore  # noqa: E402
-from envnet.services import InfluxDB, Mosquitto, free_port  # noqa: E402
+from envnet.services import InfluxDB, Mosquitto, component_env, free_port  # noqa: E402
 from envnet.statestore import SqliteStateStore  # noqa: E402
 
 HOUR = 3600
@@ -73,15 +73,8 @@ def evaluator_rate(tmp: Path) -> float:
 def publish_to_alert_ms(tmp: Path) -> list[float]:
     out: list[float] = []
     with Mosquitto(tmp / "mq") as mq, InfluxDB(tmp / "ix") as ix:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNET_")}
-        store_path = tmp / "state.db"
-        env.update(
-            ENVNET_MQTT_URL=mq.url,
-            ENVNET_INFLUX_URL=ix.url,
-            ENVNET_STORE_PATH=str(store_path),
-            ENVNET_GATEWAY_BUFFER_PATH=str(tmp / "buffer.db"),
-            ENVNET_MQTT_CLIENT_ID=f"bench-{free_port()}",
-        )
+        env = component_env(tmp, mq, ix, f"bench-{free_port()}")
+        store_path = Path(env["ENVNET_STORE_PATH"])
         store = SqliteStateStore(store_path)
         for r in range(LATENCY_RUNS):
             store.register_station(f"lat-{r}", "air", {"interval_s": 600})

@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from envnet.services import InfluxDB, Mosquitto, free_port  # noqa: E402
+from envnet.services import InfluxDB, Mosquitto, component_env  # noqa: E402
 from envnet.statestore import SqliteStateStore  # noqa: E402
 
 PUBLISHERS = int(os.environ.get("BENCH_PUBLISHERS", "2"))
@@ -248,21 +248,9 @@ def wait_count(influx, target: int, what: str, measurement="air", database=None)
 
 
 def gateway_env(base: Path, mosq: Mosquitto, influx: InfluxDB, name: str, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNET_")}
-    env.update(
-        ENVNET_MQTT_URL=mosq.url,
-        ENVNET_MQTT_CLIENT_ID=f"gw-{name}",
-        ENVNET_INFLUX_URL=influx.url,
-        ENVNET_INFLUX_DATABASE=influx.database,
-        ENVNET_INFLUX_FLUSH_INTERVAL_S="0.2",
-        ENVNET_STORE_PATH=str(base / "envnet.db"),
-        ENVNET_GATEWAY_BUFFER_PATH=str(base / f"buffer-{name}.db"),
-        ENVNET_SERVER_LISTEN=f"127.0.0.1:{free_port()}",
-        ENVNET_SERVER_API_KEY="bench-key",
-        PYTHONPATH=str(REPO),
+    return component_env(
+        base, mosq, influx, name, ENVNET_SERVER_API_KEY="bench-key", PYTHONPATH=str(REPO), **extra
     )
-    env.update(extra)
-    return env
 
 
 # -- 2. end to end --

@@ -54,7 +54,7 @@ class SqliteAlertStore:
 
     def _rows(self, sql: str, args: tuple = ()) -> list:
         # Inside an open transaction this reads its uncommitted changes (same connection).
-        return self.state._query(sql, args)
+        return self.state.query(sql, args)
 
     @staticmethod
     def _alert(row) -> Alert:

@@ -261,3 +261,26 @@ bind-address = "127.0.0.1:{self.rpc_port}"
                 row.update(series.get("tags", {}))
                 out.append(row)
         return out
+
+
+def component_env(
+    workdir: Path, mosquitto: Mosquitto, influx: InfluxDB, name: str, **extra: str
+) -> dict[str, str]:
+    """The environment for an envnet gateway or server process on these local services.
+
+    The caller's own ENVNET_* variables are dropped so that nothing leaks in; `name` keeps
+    several gateways apart (MQTT client id and buffer file); `extra` overrides any key.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNET_")}
+    env.update(
+        ENVNET_MQTT_URL=mosquitto.url,
+        ENVNET_MQTT_CLIENT_ID=f"gw-{name}",
+        ENVNET_INFLUX_URL=influx.url,
+        ENVNET_INFLUX_DATABASE=influx.database,
+        ENVNET_INFLUX_FLUSH_INTERVAL_S="0.2",
+        ENVNET_STORE_PATH=str(Path(workdir) / "envnet.db"),
+        ENVNET_GATEWAY_BUFFER_PATH=str(Path(workdir) / f"buffer-{name}.db"),
+        ENVNET_SERVER_LISTEN=f"127.0.0.1:{free_port()}",
+    )
+    env.update(extra)
+    return env

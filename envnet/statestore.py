@@ -112,7 +112,8 @@ class SqliteStateStore:
                 self._depth = 0
             self._conn.execute("COMMIT")
 
-    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        """A read; inside an open tx() it sees that transaction's own changes."""
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 
@@ -140,7 +141,7 @@ class SqliteStateStore:
             return c.execute("DELETE FROM stations WHERE id=?", (station_id,)).rowcount == 1
 
     def get_station_meta(self, station_id: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT kind, meta FROM stations WHERE id=?", (station_id,))
+        rows = self.query("SELECT kind, meta FROM stations WHERE id=?", (station_id,))
         if not rows:
             return None
         return {"kind": rows[0]["kind"], **json.loads(rows[0]["meta"])}
@@ -235,11 +236,11 @@ class SqliteStateStore:
         }
 
     def list_stations(self) -> list[dict[str, Any]]:
-        rows = self._query(f"{self._VIEW} UNION ALL {self._VIEW_UNREG} ORDER BY 1")
+        rows = self.query(f"{self._VIEW} UNION ALL {self._VIEW_UNREG} ORDER BY 1")
         return [self._row(r) for r in rows]
 
     def get_station(self, station_id: str) -> dict[str, Any] | None:
-        rows = self._query(
+        rows = self.query(
             f"SELECT * FROM ({self._VIEW} UNION ALL {self._VIEW_UNREG}) WHERE id=?", (station_id,)
         )
         return self._row(rows[0]) if rows else None
@@ -254,5 +255,5 @@ class SqliteStateStore:
             )
 
     def get_kv(self, key: str) -> Any:
-        rows = self._query("SELECT value FROM kv WHERE key=?", (key,))
+        rows = self.query("SELECT value FROM kv WHERE key=?", (key,))
         return json.loads(rows[0]["value"]) if rows else None

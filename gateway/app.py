@@ -12,8 +12,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -26,7 +26,7 @@ from envnet.statestore import SqliteStateStore
 from . import metrics
 from .buffer import Buffer, BufferFullError, DeadLetter
 from .evaluation import EvaluationWorker
-from .ingest import ReceiveStamps, ingest
+from .ingest import Ingested, ReceiveStamps, ingest
 from .writer import InfluxWriter
 
 log = logging.getLogger("envnet.gateway")
@@ -45,7 +45,15 @@ class Inbound:
     received_at: float
 
 
-ReadingsHook = Callable[[str, dict | None, list[dict]], None]
+class Accepted(NamedTuple):
+    """A validated message, durable in the buffer, on its way to state and evaluation."""
+
+    station: str
+    sub: str
+    meta: dict | None
+    body: Any
+    result: Ingested
+    received_at: float
 
 
 class Gateway:
@@ -59,7 +67,6 @@ class Gateway:
         self.inbox: queue.Queue[Inbound] = queue.Queue()
         self.stop_event = threading.Event()
         self.connected = threading.Event()
-        self.reading_hooks: list[ReadingsHook] = []
         self.evaluation = EvaluationWorker(settings, self.buffer)
         self._meta_cache: dict[str, tuple[float, dict | None]] = {}
         self._stamps = ReceiveStamps()
@@ -136,7 +143,7 @@ class Gateway:
                 time.sleep(0.001)
         return batch
 
-    def process(self, batch: list[Inbound]) -> list[tuple[str, str, dict | None, object, float]]:
+    def process(self, batch: list[Inbound]) -> list[Accepted]:
         """Validate and commit a batch; returns the accepted messages for state/evaluation."""
         points, dead, accepted = [], [], []
         max_bytes = self.settings.gateway.max_payload_bytes
@@ -166,41 +173,37 @@ class Gateway:
             metrics.messages_received.labels(sub=msg.sub).inc()
             points.extend(result.points)
             metrics.values_out_of_range.inc(result.out_of_range)
-            accepted.append((msg.station, msg.sub, meta, msg.body, result, m.received_at))
+            accepted.append(Accepted(msg.station, msg.sub, meta, msg.body, result, m.received_at))
         new, dup = self.buffer.store(points, dead, time.time())
-        n_readings = sum(len(a[4].readings) for a in accepted)
+        n_readings = sum(len(a.result.readings) for a in accepted)
         metrics.readings_duplicate.inc(dup)
         metrics.readings_stored.inc(max(n_readings - dup, 0))
         return accepted
 
-    def _update_state(self, accepted) -> None:
+    def _update_state(self, accepted: list[Accepted]) -> None:
         # One state-store transaction per batch, not one per station (nested tx() calls join).
         with self.store.tx():
             self._update_state_tx(accepted)
 
-    def _update_state_tx(self, accepted) -> None:
-        by_station: dict[str, list[dict]] = {}
-        for station, sub, meta, body, result, received_at in accepted:
-            if sub == "reading":
-                by_station.setdefault(station, []).extend(result.readings)
-                if meta is None:
-                    metrics.readings_unregistered.inc(len(result.readings))
-            elif sub == "status":
-                self.store.record_status(station, body.state, body.model_dump(), received_at)
-                self.evaluation.submit(sub, station, meta, body.model_dump(), received_at)
-            elif sub == "health":
-                self.store.record_health(station, body.model_dump(), received_at)
-                self.evaluation.submit(sub, station, meta, body.model_dump(), received_at)
-        for station, rows in by_station.items():
+    def _update_state_tx(self, accepted: list[Accepted]) -> None:
+        by_station: dict[str, tuple[dict | None, list[dict]]] = {}
+        for a in accepted:
+            if a.sub == "reading":
+                by_station.setdefault(a.station, (a.meta, []))[1].extend(a.result.readings)
+                if a.meta is None:
+                    metrics.readings_unregistered.inc(len(a.result.readings))
+                continue
+            body = a.body.model_dump()
+            if a.sub == "status":
+                self.store.record_status(a.station, a.body.state, body, a.received_at)
+            elif a.sub == "health":
+                self.store.record_health(a.station, body, a.received_at)
+            else:
+                continue
+            self.evaluation.submit(a.sub, a.station, a.meta, body, a.received_at)
+        for station, (meta, rows) in by_station.items():
             self.store.record_readings(station, rows[0]["kind"], rows)
-            self.evaluation.submit(
-                "reading", station, self._meta(station), rows, rows[-1]["received_at"]
-            )
-            for hook in self.reading_hooks:
-                try:
-                    hook(station, self._meta(station), rows)
-                except Exception:
-                    log.exception("reading hook failed for %s", station)
+            self.evaluation.submit("reading", station, meta, rows, rows[-1]["received_at"])
 
     def _ingest_loop(self) -> None:
         pending: list[Inbound] = []

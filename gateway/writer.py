@@ -83,7 +83,6 @@ class InfluxWriter(threading.Thread):
                 if self.healthy:
                     log.error("InfluxDB write failed, buffering and retrying: %s", e)
                 self.healthy = False
-                self.sink = None if "cannot reach" in str(e) else self.sink
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue

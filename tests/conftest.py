@@ -3,7 +3,6 @@ and the firmware on the MicroPython unix port. Each test gets its own ports and 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from envnet.config import Settings, load_config
-from envnet.services import InfluxDB, Mosquitto, free_port
+from envnet.services import InfluxDB, Mosquitto, component_env, free_port
 from envnet.sim import SimStation, station_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,19 +88,9 @@ class Proc:
 @pytest.fixture
 def envnet_env(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB) -> dict[str, str]:
     """ENVNET_* variables pointing every component at this test's broker, InfluxDB and store."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVNET_")}
-    env.update(
-        ENVNET_MQTT_URL=mosquitto.url,
-        ENVNET_MQTT_CLIENT_ID=f"gw-test-{free_port()}",
-        ENVNET_INFLUX_URL=influxdb.url,
-        ENVNET_INFLUX_DATABASE=influxdb.database,
-        ENVNET_INFLUX_FLUSH_INTERVAL_S="0.2",
-        ENVNET_STORE_PATH=str(tmp_path / "envnet.db"),
-        ENVNET_GATEWAY_BUFFER_PATH=str(tmp_path / "buffer.db"),
-        ENVNET_SERVER_LISTEN=f"127.0.0.1:{free_port()}",
-        ENVNET_SERVER_API_KEY="test-key",
+    return component_env(
+        tmp_path, mosquitto, influxdb, f"test-{free_port()}", ENVNET_SERVER_API_KEY="test-key"
     )
-    return env
 
 
 @pytest.fixture
