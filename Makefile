@@ -3,16 +3,17 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-APT_PACKAGES := mosquitto influxdb
+APT_PACKAGES := mosquitto influxdb openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system demo test lint fw-compile bench clean
 
 setup: system $(STAMP)
 
-# Debian packages: the real Mosquitto 2 and InfluxDB that the demo and the tests start.
+# Debian packages: the real Mosquitto 2 and InfluxDB that the demo and the tests start;
+# openssl makes the TLS test certificates (tests/test_tls.py, envnet.services.make_test_certs).
 system:
-	@if [ ! -x /usr/sbin/mosquitto ] || [ ! -x /usr/bin/influxd ]; then \
+	@if [ ! -x /usr/sbin/mosquitto ] || [ ! -x /usr/bin/influxd ] || [ ! -x /usr/bin/openssl ]; then \
 		echo "installing $(APT_PACKAGES) with apt-get"; \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \

@@ -6,7 +6,8 @@ Prints, in order:
    until InfluxDB's `count(seq)` reaches K), its ratio to (1) and the gateway's peak RSS (VmHWM);
 3. p50/p99 latency from publish to queryable in InfluxDB at a steady 1,000 readings/s;
 4. two gateways on one MQTT 5 shared subscription: the split and that nothing is lost;
-5. `GET /stations` and `GET /alerts` p99 with 10,000 registered stations.
+5. `GET /stations` (default page, whole list, filtered, paged) and `GET /alerts` p50/p99 with
+   10,000 registered stations (bench/server_bench.py).
 Last line, for scripts: `ingest end_to_end_rps=... bare_rps=... ratio=... p99_ms=... rss_mb=...`.
 Sizes can be changed with BENCH_* environment variables (see the constants below).
 """
@@ -25,7 +26,6 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
@@ -35,7 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from envnet.services import InfluxDB, Mosquitto, component_env  # noqa: E402
-from envnet.statestore import SqliteStateStore  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+import server_bench  # noqa: E402
 
 PUBLISHERS = int(os.environ.get("BENCH_PUBLISHERS", "2"))
 STATIONS = int(os.environ.get("BENCH_STATIONS", "2000"))
@@ -380,98 +382,9 @@ def bench_shared(base: Path, mosq, influx) -> dict:
     }
 
 
-# -- 5. server at scale --
-def seed_alerts(store: SqliteStateStore) -> int:
-    """One open alert for every 5th station, so that GET /alerts has rows to return."""
-    try:
-        from envnet.alerts.store import Alert
-        from envnet.alertstore import SqliteAlertStore
-    except ImportError:
-        return 0
-    alerts = SqliteAlertStore(store)
-    now = time.time()
-    n = 0
-    for i in range(0, SERVER_STATIONS, 5):
-        alerts.insert_alert(
-            Alert(
-                id=f"bench-{i}",
-                station=f"st-{i:06d}",
-                rule="air_limit_1h",
-                parameter="pm25",
-                severity="medium",
-                window="1h",
-                value=120.0,
-                limit=75.0,
-                standard="GB 3095-2012",
-                opened_at=now - i,
-                state="open",
-                last_value=120.0,
-                last_at=now,
-            )
-        )
-        n += 1
-    return n
-
-
-def bench_server(base: Path, mosq, influx) -> tuple[float, float | None, int, int]:
-    path = base / "server-store.db"
-    store = SqliteStateStore(path)
-    with progress() as prog:
-        task = prog.add_task("registering stations", total=SERVER_STATIONS)
-        for i in range(SERVER_STATIONS):
-            kind = "air" if i % 3 else "water"
-            store.register_station(f"st-{i:06d}", kind, {"district": f"d{i % 40}", "name": f"S{i}"})
-            if i % 500 == 0:
-                prog.update(task, completed=i)
-    n_alerts = seed_alerts(store)
-    store.close()
-    env = gateway_env(base, mosq, influx, "server", ENVNET_STORE_PATH=str(path))
-    listen = env["ENVNET_SERVER_LISTEN"]
-    with open(base / "server.log", "ab") as f:
-        p = subprocess.Popen(
-            [sys.executable, "-m", "envnet.cli", "server", "--log-level", "warning"],
-            env=env,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            start_new_session=True,
-        )
-    url = f"http://{listen}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or p.poll() is not None:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
-
-        def p99(path: str) -> tuple[float | None, int]:
-            times, status, n = [], 0, 0
-            with httpx.Client(base_url=url, timeout=30) as c:
-                for k in range(SERVER_REQUESTS + 3):
-                    t = time.perf_counter()
-                    r = c.get(path)
-                    dt = (time.perf_counter() - t) * 1000
-                    status = r.status_code
-                    if status == 404:
-                        return None, 0
-                    if k >= 3:  # warm-up
-                        times.append(dt)
-                    if path == "/stations":
-                        n = len(r.json())
-            times.sort()
-            return times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))], n
-
-        st_p99, n = p99("/stations")
-        al_p99, _ = p99("/alerts")
-    finally:
-        p.terminate()
-        p.wait(15)
-    return st_p99, al_p99, n, n_alerts
+# -- 5. server at scale (bench/server_bench.py, also runnable on its own) --
+def bench_server(base: Path) -> server_bench.Figures:
+    return server_bench.run(base / "server", SERVER_STATIONS, SERVER_REQUESTS)
 
 
 def main() -> None:
@@ -518,12 +431,7 @@ def main() -> None:
                 f" -> {'no loss, no duplicates' if ok else '[red]MISMATCH[/red]'}"
             )
 
-            st_p99, al_p99, n, n_alerts = bench_server(base, mosq, influx)
-            console.print(
-                f"server with {n} stations, {n_alerts} open alerts: GET /stations p99 "
-                f"{st_p99:.0f} ms; GET /alerts (default limit 500) p99 "
-                + (f"{al_p99:.0f} ms" if al_p99 is not None else "n/a (404)")
-            )
+            server_bench.report(bench_server(base), lambda s: console.print(s, soft_wrap=True))
     console.print(f"total bench time {time.perf_counter() - t_start:.0f} s")
     print(
         f"ingest end_to_end_rps={e2e:.0f} bare_rps={bare:.0f} ratio={e2e / bare:.2f} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -137,6 +138,7 @@ app.command("uplink")(uplink.command)
 from envnet.tools import console as _console  # noqa: E402
 from envnet.tools import flash as _flash  # noqa: E402
 from envnet.tools import provision as _provision  # noqa: E402
+from envnet.tools import raw as _raw  # noqa: E402
 from envnet.tools import views as _views  # noqa: E402
 
 app.command("provision")(_provision.command)
@@ -144,6 +146,57 @@ app.command("flash")(_flash.command)
 app.command("console")(_console.command)
 app.command("stations")(_views.stations_command)
 app.command("alerts")(_views.alerts_command)
+app.command("raw")(_raw.command)
+
+from envnet.reports import cli as _reports_cli  # noqa: E402
+
+app.add_typer(_reports_cli.app, name="report")  # envnet report daily|period|... (docs/reports.md)
+
+from envnet.ota import bundle as _bundle  # noqa: E402
+
+app.command("release")(_bundle.command)
+
+from envnet.ota import cli as _ota_cli  # noqa: E402
+
+app.add_typer(_ota_cli.app, name="ota")  # envnet ota start|status|stations|... (docs/ota.md)
+
+
+@app.command("audit")
+def audit_command(
+    url: _views.UrlOpt = _views.DEFAULT_URL,
+    api_key: _views.KeyOpt = "",
+    since: Annotated[str | None, typer.Option(help="unix s or ISO 8601 (UTC)")] = None,
+    until: Annotated[str | None, typer.Option(help="unix s or ISO 8601 (UTC)")] = None,
+    actor: Annotated[str | None, typer.Option(help="API key name or user")] = None,
+    action: Annotated[str | None, typer.Option(help="e.g. alert.ack, station.maint")] = None,
+    target: Annotated[str | None, typer.Option(help="station, alert or webhook id")] = None,
+    limit: Annotated[int, typer.Option(help="rows per page", min=1, max=5000)] = 50,
+    pages: Annotated[int, typer.Option(help="pages to follow", min=1)] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+) -> None:
+    """Table of GET /audit: who changed what and when (docs/audit.md)."""
+    from rich.console import Console
+
+    from envnet import audit
+
+    try:
+        params = {"since": audit.parse_time(since), "until": audit.parse_time(until)}
+    except ValueError as e:
+        typer.echo(f"envnet audit: bad time: {e}", err=True)
+        raise typer.Exit(2) from None
+    params |= {"actor": actor, "action": action, "target": target, "limit": limit}
+    try:
+        rows, more = audit.fetch_pages(url, api_key, params, pages)
+    except _views.ApiError as e:
+        typer.echo(f"envnet audit: {e}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r, ensure_ascii=False))
+    else:
+        Console().print(audit.audit_table(rows))
+    if more:
+        typer.echo(f"more rows: --pages {pages + 1}, or ?cursor={more}", err=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -6,14 +6,24 @@ A missing or wrong setting stops start-up with one line that names the key, for 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from envnet.alerts.rules import AlertSettings
+from envnet.reports.settings import ReportSettings, TargetSettings
 
 ENV_PREFIX = "ENVNET_"
 
@@ -34,7 +44,11 @@ class MqttSettings(_Section):
     keepalive: int = Field(30, ge=5, le=3600)
     # MQTT 5 shared-subscription group; empty means a plain subscription (one gateway).
     shared_group: str = ""
+    # mqtts:// only: the CA that signed the broker's certificate (empty: the system's CAs),
+    # and a client certificate + key when the broker requires one (require_certificate).
     ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
 
     @field_validator("url")
     @classmethod
@@ -42,6 +56,19 @@ class MqttSettings(_Section):
         if not v.startswith(("mqtt://", "mqtts://")):
             raise ValueError(f"must start with mqtt:// or mqtts:// (got {v!r})")
         return v
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable_file(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError("no such file")
+        return v
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> MqttSettings:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together (set both or neither)")
+        return self
 
 
 class InfluxSettings(_Section):
@@ -81,12 +108,39 @@ class GatewaySettings(_Section):
     # Readings from stations not in the registry are stored (nothing lost) and counted.
     accept_unregistered: bool = True
     metrics_port: int = Field(0, ge=0, le=65535)
+    # A synced clock cannot be minutes ahead or a year behind: such readings are dead-lettered
+    # as bad_timestamp (clock-flagged readings are exempt: the gateway stamps those itself).
+    max_future_s: float = Field(600.0, ge=0)
+    max_age_days: float = Field(366.0, gt=0)
+    # Raw messages as received, kept this long so any stored value traces back to its bytes.
+    raw_retention_days: float = Field(30.0, ge=0)
+    # Alert evaluation as a child process (a core of its own) or a thread of the gateway.
+    evaluator: Literal["process", "thread"] = "process"
 
 
 class ServerSettings(_Section):
     listen: str = "127.0.0.1:8080"
+    # The key named "admin"; more keys, each with a name the audit trail records, in api_keys.
     api_key: str = ""
+    # name -> key (TOML table); ENVNET_SERVER_API_KEYS="duty-room:KEY1,ops:KEY2" or JSON.
+    api_keys: dict[str, str] = Field(default_factory=dict)
     public_url: str = ""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, v):
+        return parse_api_keys(v) if isinstance(v, str) else v
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_api_keys(v)
+
+    @model_validator(mode="after")
+    def _admin_key_unique(self) -> ServerSettings:
+        if self.api_key and self.api_key in self.api_keys.values():
+            raise ValueError("api_keys: a named key equals server.api_key (the 'admin' key)")
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -95,6 +149,41 @@ class ServerSettings(_Section):
         if not sep or not host or not port.isdigit():
             raise ValueError(f"must be HOST:PORT (got {v!r})")
         return v
+
+
+API_KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+def parse_api_keys(v: str) -> dict[str, str]:
+    """`name:key,name:key` (or a JSON object) -> {name: key}."""
+    v = v.strip()
+    if v.startswith("{"):
+        try:
+            return json.loads(v)
+        except ValueError as e:
+            raise ValueError(f"not valid JSON: {e}") from None
+    out: dict[str, str] = {}
+    for item in filter(None, (i.strip() for i in v.split(","))):
+        name, sep, key = item.partition(":")
+        if not sep:
+            raise ValueError("must be NAME:KEY[,NAME:KEY...] (an item has no ':')")
+        if name.strip() in out:
+            raise ValueError(f"the name {name.strip()!r} appears twice")
+        out[name.strip()] = key.strip()
+    return out
+
+
+def check_api_keys(v: dict[str, str]) -> dict[str, str]:
+    for name, key in v.items():
+        if not API_KEY_NAME_RE.match(name):
+            raise ValueError(f"bad key name {name!r}: letters, digits, _ . @ - (up to 64)")
+        if name == "admin":
+            raise ValueError("'admin' is the name of server.api_key; choose another name")
+        if not key or any(c.isspace() for c in key):
+            raise ValueError(f"the key named {name!r} is empty or contains white space")
+    if len(set(v.values())) != len(v):
+        raise ValueError("two names share one key: each name needs its own key")
+    return v
 
 
 class WebhookSettings(_Section):
@@ -113,6 +202,33 @@ class WebhookSettings(_Section):
     poll_interval_s: float = Field(1.0, gt=0, le=60)
     # Finished deliveries (delivered, failed, dead) stay inspectable this long; 0 keeps all.
     keep_days: float = Field(30.0, ge=0)
+
+
+class OtaSettings(_Section):
+    # Over-the-air updates, server side (docs/ota.md). Bundles written by `envnet release`.
+    releases_dir: str = "var/releases"
+    # The fleet key (hex) the server checks manifest.sig with; empty: signatures are not
+    # checked on the server (the stations always check them).
+    fleet_key: str = ""
+    # Base URL stations download from; empty: server.public_url, else http://<server.listen>.
+    download_url: str = ""
+    # A stage pauses when (failed + rolled_back + timed out) / stations in the stage exceeds it.
+    failure_threshold: float = Field(0.2, ge=0, le=1)
+    # A station that has not confirmed this long after it was sent the command counts as failed.
+    stage_deadline_s: float = Field(1800.0, gt=0, le=7 * 86_400)
+    # Resend the command to a station that neither acked nor reported after this long.
+    resend_after_s: float = Field(300.0, gt=0, le=86_400)
+    # How often the rollout worker looks at the state store.
+    tick_s: float = Field(2.0, gt=0, le=600)
+
+    @field_validator("fleet_key")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        try:
+            bytes.fromhex(v)
+        except ValueError:
+            raise ValueError("must be hex") from None
+        return v.lower()
 
 
 class StandardsSettings(_Section):
@@ -160,9 +276,12 @@ class Settings(_Section):
     gateway: GatewaySettings = GatewaySettings()
     server: ServerSettings = ServerSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    ota: OtaSettings = OtaSettings()
     standards: StandardsSettings = StandardsSettings()
     uplink: UplinkSettings = UplinkSettings()
     alerts: AlertSettings = AlertSettings()
+    reports: ReportSettings = ReportSettings()  # docs/reports.md
+    targets: TargetSettings = TargetSettings()  # plan targets, docs/reports.md
 
     @property
     def server_host_port(self) -> tuple[str, int]:
@@ -188,7 +307,7 @@ def _first_error(err: ValidationError) -> str:
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown setting"
-    elif "input" in e and not isinstance(e["input"], dict):
+    elif "input" in e and not isinstance(e["input"], dict) and "api_key" not in key:
         msg = f"{msg} (got {e['input']!r})"
     return f"{key}: {msg}"
 

@@ -69,6 +69,9 @@ path = "{var / "envnet.db"}"
 
 [gateway]
 buffer_path = "{var / "gateway-buffer.db"}"
+# Data time runs {scenario.TIME_SCALE}x the wall clock, so after a while the stations' readings
+# are "from the future": a real gateway refuses those after 600 s; this demo's accepts a year.
+max_future_s = {366 * 86400}
 
 [server]
 listen = "127.0.0.1:{http_port}"

@@ -16,7 +16,7 @@ from pathlib import Path
 TIME_SCALE = 120  # one wall second = two data minutes
 WALL_INTERVAL_S = 1.0  # one reading per wall second = every 120 s of data time
 PERIOD_H = 24.0
-START_DAYS_AGO = 3  # data time starts in the past, so it never runs ahead of the wall clock
+START_DAYS_AGO = 3  # data time starts in the past; it passes the wall clock after ~36 min
 
 
 def air_overrides(h: float, weight: float) -> dict[str, float]:

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 MOSQUITTO_BIN = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -100,8 +101,106 @@ class _Process:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS listener (and, for tests, the client side that goes with them).
+
+    `ca` verifies the server (clients) and client certificates (broker); `cert`/`key` are the
+    broker's own. `client_cert`/`client_key` are set when make_test_certs made a client
+    certificate too; `ca_key` is only there so that tests can sign more."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_key: Path | None = None
+
+
+OPENSSL_BIN = shutil.which("openssl") or "/usr/bin/openssl"
+
+
+def _openssl(*args: str | Path, cwd: Path) -> None:
+    r = subprocess.run(
+        [OPENSSL_BIN, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+    if r.returncode:
+        raise ServiceError(f"openssl {args[0]} failed: {r.stderr.strip()[-500:]}")
+
+
+def make_test_certs(
+    outdir: Path,
+    hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    ca_name: str = "envnet test CA",
+    client_cn: str | None = "envnet-gateway",
+    days: int = 30,
+) -> TlsFiles:
+    """A private CA and a server certificate for `hosts` (DNS and IP subjectAltNames), made
+    with the openssl CLI; plus a client certificate signed by the same CA when `client_cn`.
+
+    EC P-256 keys: what an ESP32 verifies fastest, and mbedTLS, OpenSSL and Mosquitto all
+    take them. For tests and a first real set-up; docs/operations.md says how to run a CA
+    for real (renewal, one CA file on every station)."""
+    if not Path(OPENSSL_BIN).exists():
+        raise ServiceError("openssl is not installed (apt-get install openssl)")
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl(
+        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", str(days),
+        "-subj", f"/CN={ca_name}",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=out,
+    )  # fmt: skip
+
+    def issue(name: str, cn: str, ext: str) -> None:
+        (out / f"{name}.ext").write_text(ext)
+        _openssl(
+            "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
+            cwd=out,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", str(days), "-sha256",
+            "-extfile", f"{name}.ext",
+            cwd=out,
+        )  # fmt: skip
+
+    san = ",".join(
+        f"IP:{h}" if h.replace(".", "").isdigit() or ":" in h else f"DNS:{h}" for h in hosts
+    )
+    issue(
+        "server",
+        hosts[0],
+        f"subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    if client_cn:
+        issue(
+            "client",
+            client_cn,
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+            "extendedKeyUsage=clientAuth\n",
+        )
+    for key in out.glob("*.key"):
+        key.chmod(0o600)
+    return TlsFiles(
+        ca=out / "ca.crt",
+        cert=out / "server.crt",
+        key=out / "server.key",
+        client_cert=out / "client.crt" if client_cn else None,
+        client_key=out / "client.key" if client_cn else None,
+        ca_key=out / "ca.key",
+    )
+
+
 class Mosquitto(_Process):
-    """Mosquitto 2 with persistence on, anonymous access unless a password file is given."""
+    """Mosquitto 2 with persistence on, anonymous access unless a password file is given.
+
+    With `tls`, a second listener on `tls_port` speaks MQTT over TLS (TLS 1.2+) with the
+    given certificate; `require_certificate` makes it ask clients for a certificate signed
+    by `tls.ca` as well. Passwords and the ACL apply to both listeners alike."""
 
     name = "mosquitto"
 
@@ -112,17 +211,30 @@ class Mosquitto(_Process):
         password_file: Path | None = None,
         acl_file: Path | None = None,
         extra_conf: str = "",
+        tls: TlsFiles | None = None,
+        tls_port: int | None = None,
+        require_certificate: bool = False,
     ) -> None:
         super().__init__(workdir)
         self.port = port or free_port()
         self.password_file = password_file
         self.acl_file = acl_file
         self.extra_conf = extra_conf
+        self.tls = tls
+        self.tls_port = (tls_port or free_port()) if tls else None
+        self.require_certificate = require_certificate
         self.conf_path = self.workdir / "mosquitto.conf"
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        """mqtts:// URL of the TLS listener, by a name its certificate carries."""
+        if self.tls_port is None:
+            raise ServiceError("this Mosquitto has no TLS listener")
+        return f"mqtts://localhost:{self.tls_port}"
 
     def write_conf(self) -> None:
         data = self.workdir / "data"
@@ -152,6 +264,16 @@ class Mosquitto(_Process):
             lines.append("allow_anonymous true")
         if self.acl_file:
             lines.append(f"acl_file {self.acl_file}")
+        if self.tls:
+            # Listener options follow their `listener` line; the global ones stay above.
+            lines += [
+                f"listener {self.tls_port} 127.0.0.1",
+                f"cafile {self.tls.ca}",
+                f"certfile {self.tls.cert}",
+                f"keyfile {self.tls.key}",
+                "tls_version tlsv1.2",
+                f"require_certificate {'true' if self.require_certificate else 'false'}",
+            ]
         self.conf_path.write_text("\n".join(lines) + "\n" + self.extra_conf)
 
     def start(self, timeout: float = 15.0) -> None:
@@ -161,6 +283,8 @@ class Mosquitto(_Process):
         self._spawn([MOSQUITTO_BIN, "-c", str(self.conf_path)])
         try:
             wait_for_port(self.port, timeout, self.proc)
+            if self.tls_port:
+                wait_for_port(self.tls_port, timeout, self.proc)
         except ServiceError as e:
             raise ServiceError(f"mosquitto: {e}\n{self.log_tail()}") from None
 

@@ -53,7 +53,7 @@ def station_config(
         "health_s": max(interval * 5, 5),
         "mqtt": {
             "host": url.hostname or "127.0.0.1",
-            "port": url.port or 1883,
+            "port": url.port or (8883 if url.scheme == "mqtts" else 1883),
             "user": username,
             "password": password,
             "keepalive": 30,

@@ -147,18 +147,6 @@ def wifi_rssi():
         return None
 
 
-def ssl_context(cfg_mqtt):
-    # TLS for MQTT: verify against ca.pem when present, else encrypt only.
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        ctx.load_verify_locations(cadata=open("ca.pem", "rb").read())
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    except OSError:
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 # --- power, reset, memory -------------------------------------------------------------
 def battery_v():
     if SIM:

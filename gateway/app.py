@@ -1,17 +1,22 @@
 """The gateway process: MQTT subscriber -> validate -> durable buffer -> ack; writer -> InfluxDB.
 
 Threads: paho's network loop queues messages; the ingest loop validates a batch, commits it to
-the buffer in one transaction and only then acknowledges each message to the broker (QoS 1,
-manual ack); the writer drains the buffer to InfluxDB. Kill it at any point: what was not
-acknowledged is redelivered by the broker, what was acknowledged is on disk.
+the buffer in one transaction (points for InfluxDB, the raw messages, the evaluation queue)
+and only then acknowledges each message to the broker (QoS 1, manual ack); the writer drains
+the buffer to InfluxDB; the alert evaluator (a child process by default, see evaluation.py)
+drains the evaluation queue. Kill it at any point: what was not acknowledged is redelivered
+by the broker, what was acknowledged is on disk and will be written and evaluated.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
+import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
@@ -24,8 +29,8 @@ from envnet.config import Settings
 from envnet.statestore import SqliteStateStore
 
 from . import metrics
-from .buffer import Buffer, BufferFullError, DeadLetter
-from .evaluation import EvaluationWorker
+from .buffer import Buffer, BufferFullError, DeadLetter, EvalItem, RawMessage
+from .evaluation import make_evaluator
 from .ingest import Ingested, ReceiveStamps, ingest
 from .writer import InfluxWriter
 
@@ -54,6 +59,16 @@ class Accepted(NamedTuple):
     body: Any
     result: Ingested
     received_at: float
+    evaluated: Any  # what the alert evaluator takes: reading rows, or the body as a dict
+
+
+EVALUATED = ("reading", "status", "health")
+
+
+def _evaluated(msg: contract.Message, result: Ingested) -> Any:
+    if msg.sub == "reading":
+        return result.readings
+    return msg.body.model_dump()
 
 
 class Gateway:
@@ -62,12 +77,15 @@ class Gateway:
         self.buffer = Buffer(settings.gateway.buffer_path)
         self.store = SqliteStateStore(settings.store.path)
         self.writer = InfluxWriter(
-            self.buffer, settings.influx, settings.gateway.keep_written_hours * 3600
+            self.buffer,
+            settings.influx,
+            settings.gateway.keep_written_hours * 3600,
+            settings.gateway.raw_retention_days * 86400,
         )
         self.inbox: queue.Queue[Inbound] = queue.Queue()
         self.stop_event = threading.Event()
         self.connected = threading.Event()
-        self.evaluation = EvaluationWorker(settings, self.buffer)
+        self.evaluation = make_evaluator(settings)
         self._meta_cache: dict[str, tuple[float, dict | None]] = {}
         self._stamps = ReceiveStamps()
         self.client = self._make_client()
@@ -88,11 +106,17 @@ class Gateway:
             client.username_pw_set(m.username, m.password)
         url = urlparse(m.url)
         if url.scheme == "mqtts":
-            client.tls_set(ca_certs=m.ca_file or None)
+            # Verifies the broker's certificate chain and host name (paho's defaults).
+            client.tls_set(
+                ca_certs=m.ca_file or None,
+                certfile=m.cert_file or None,
+                keyfile=m.key_file or None,
+            )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         return client
 
@@ -107,6 +131,11 @@ class Gateway:
         client.subscribe(self._subscription(), qos=1)
         self.connected.set()
         log.info("connected to %s, subscribed to %s", self.settings.mqtt.url, self._subscription())
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its `except OSError` around the (re)connect, so the active
+        # exception says why: broker down, or TLS (unknown CA, host name not in the cert).
+        log.error("cannot connect to %s: %s; retrying", self.settings.mqtt.url, sys.exc_info()[1])
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
@@ -143,24 +172,28 @@ class Gateway:
                 time.sleep(0.001)
         return batch
 
-    def process(self, batch: list[Inbound]) -> list[Accepted]:
-        """Validate and commit a batch; returns the accepted messages for state/evaluation."""
+    def process(self, batch: list[Inbound]) -> tuple[list[Accepted], int]:
+        """Validate and commit a batch. Returns the accepted messages, for state and
+        evaluation, and the id of the batch's last item in the durable evaluation queue."""
         points, dead, accepted = [], [], []
-        max_bytes = self.settings.gateway.max_payload_bytes
+        evals: list[EvalItem] = []
+        raw: list[RawMessage] = []
+        keep_raw = self.settings.gateway.raw_retention_days > 0
+        received: Counter[str] = Counter()
+        rejected: Counter[str] = Counter()
+        out_of_range = 0
         for m in batch:
             try:
-                if len(m.payload) > max_bytes:
-                    raise contract.Rejected("too_large", f"{len(m.payload)} bytes > {max_bytes}")
-                msg = contract.decode(m.topic, m.payload)
+                msg = self._decode(m)
             except contract.Rejected as e:
                 dead.append(DeadLetter(m.topic, m.payload, e.reason, e.detail))
-                metrics.messages_rejected.labels(reason=e.reason).inc()
+                rejected[e.reason] += 1
                 log.warning("rejected %s: %s", m.topic, e)
                 continue
             except Exception as e:  # a validator bug: dead-letter the message, keep going
                 log.exception("internal error decoding %s; dead-lettered", m.topic)
                 dead.append(DeadLetter(m.topic, m.payload, "internal", repr(e)[:500]))
-                metrics.messages_rejected.labels(reason="internal").inc()
+                rejected["internal"] += 1
                 continue
             try:
                 meta = self._meta(msg.station)
@@ -168,17 +201,40 @@ class Gateway:
             except Exception as e:  # a bug must dead-letter one message, not stop ingestion
                 log.exception("internal error on %s; dead-lettered", m.topic)
                 dead.append(DeadLetter(m.topic, m.payload, "internal", repr(e)[:500]))
-                metrics.messages_rejected.labels(reason="internal").inc()
+                rejected["internal"] += 1
                 continue
-            metrics.messages_received.labels(sub=msg.sub).inc()
+            received[msg.sub] += 1
+            if keep_raw:
+                raw.append(RawMessage(m.received_at, msg.station, m.topic, m.payload))
             points.extend(result.points)
-            metrics.values_out_of_range.inc(result.out_of_range)
-            accepted.append(Accepted(msg.station, msg.sub, meta, msg.body, result, m.received_at))
-        new, dup = self.buffer.store(points, dead, time.time())
+            out_of_range += result.out_of_range
+            a = Accepted(
+                msg.station, msg.sub, meta, msg.body, result, m.received_at, _evaluated(msg, result)
+            )
+            accepted.append(a)
+            if a.sub in EVALUATED:
+                body = json.dumps(a.evaluated, separators=(",", ":"))
+                evals.append(EvalItem(a.sub, a.station, body, a.received_at))
+        new, dup, last_eval = self.buffer.store(points, dead, time.time(), raw, evals)
+        # Counted once per batch, after the commit: the counters never run ahead of the disk.
+        for sub, n in received.items():
+            metrics.messages_received.labels(sub=sub).inc(n)
+        for reason, n in rejected.items():
+            metrics.messages_rejected.labels(reason=reason).inc(n)
+        metrics.values_out_of_range.inc(out_of_range)
         n_readings = sum(len(a.result.readings) for a in accepted)
         metrics.readings_duplicate.inc(dup)
         metrics.readings_stored.inc(max(n_readings - dup, 0))
-        return accepted
+        return accepted, last_eval
+
+    def _decode(self, m: Inbound) -> contract.Message:
+        g = self.settings.gateway
+        if len(m.payload) > g.max_payload_bytes:
+            raise contract.Rejected("too_large", f"{len(m.payload)} bytes > {g.max_payload_bytes}")
+        msg = contract.decode(m.topic, m.payload)
+        if msg.sub == "reading":
+            contract.check_times(msg.body, m.received_at, g.max_future_s, g.max_age_days * 86400)
+        return msg
 
     def _update_state(self, accepted: list[Accepted]) -> None:
         # One state-store transaction per batch, not one per station (nested tx() calls join).
@@ -193,17 +249,16 @@ class Gateway:
                 if a.meta is None:
                     metrics.readings_unregistered.inc(len(a.result.readings))
                 continue
-            body = a.body.model_dump()
+            body = a.evaluated
             if a.sub == "status":
                 self.store.record_status(a.station, a.body.state, body, a.received_at)
             elif a.sub == "health":
                 self.store.record_health(a.station, body, a.received_at)
-            else:
-                continue
-            self.evaluation.submit(a.sub, a.station, a.meta, body, a.received_at)
-        for station, (meta, rows) in by_station.items():
-            self.store.record_readings(station, rows[0]["kind"], rows)
-            self.evaluation.submit("reading", station, meta, rows, rows[-1]["received_at"])
+            elif a.sub in ("ota", "cmd/ack"):  # for the server's OTA rollout worker
+                self.store.record_ota_event(a.station, a.sub, body, a.received_at)
+        self.store.record_readings_many(
+            [(station, rows[0]["kind"], rows) for station, (_, rows) in by_station.items()]
+        )
 
     def _ingest_loop(self) -> None:
         pending: list[Inbound] = []
@@ -212,7 +267,7 @@ class Gateway:
             if not batch:
                 continue
             try:
-                accepted = self.process(batch)
+                accepted, last_eval = self.process(batch)
             except BufferFullError as e:
                 # Not acknowledged: the broker keeps the messages. Retry until the disk recovers.
                 metrics.buffer_errors.inc()
@@ -230,6 +285,8 @@ class Gateway:
                 self._update_state(accepted)
             except Exception:
                 log.exception("state store update failed; readings are safe in the buffer")
+            if last_eval:
+                self.evaluation.notify()
 
     def _publish_counters(self) -> None:
         key = f"gateway:{self.settings.mqtt.client_id}:metrics"
@@ -261,7 +318,6 @@ class Gateway:
         for t in self._threads:
             t.join(5)
         self.evaluation.stop()
-        self.evaluation.join(10)
         self.writer.stop()
         self.writer.join(10)
 

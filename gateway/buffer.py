@@ -4,7 +4,8 @@ A message is acknowledged to the broker only after its transaction here has comm
 killed gateway loses nothing: the broker redelivers whatever was not acknowledged. Readings are
 keyed by (station, seq, ts): a replay or a QoS 1 duplicate is recognised and ignored, while a
 station whose seq counter restarted (a wiped flash) still gets its new readings stored.
-Rejected messages are kept verbatim in a dead-letter table for inspection.
+Rejected messages are kept verbatim in a dead-letter table for inspection, accepted ones in
+`raw_messages` for `gateway.raw_retention_days`, so a stored value traces back to its bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from envnet.statestore import connect_sqlite
 
@@ -33,6 +35,22 @@ CREATE UNIQUE INDEX IF NOT EXISTS points_identity ON points(station, measurement
     WHERE seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS points_pending ON points(id) WHERE written_at IS NULL;
 CREATE INDEX IF NOT EXISTS points_written ON points(written_at) WHERE written_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS raw_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    station TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS raw_by_station ON raw_messages(station, received_at);
+CREATE INDEX IF NOT EXISTS raw_by_time ON raw_messages(received_at);
+CREATE TABLE IF NOT EXISTS eval_queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sub TEXT NOT NULL,
+    station TEXT NOT NULL,
+    body TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at REAL NOT NULL,
@@ -61,6 +79,20 @@ class DeadLetter:
     detail: str
 
 
+class RawMessage(NamedTuple):
+    received_at: float
+    station: str
+    topic: str
+    payload: bytes
+
+
+class EvalItem(NamedTuple):
+    sub: str
+    station: str
+    body: str  # JSON: the gateway's reading rows, or the status / health body
+    received_at: float
+
+
 class BufferFullError(OSError):
     """The buffer's disk refused a write (full or read-only): stop acknowledging, retry later."""
 
@@ -78,11 +110,21 @@ class Buffer:
             self._conn.close()
 
     def store(
-        self, points: Iterable[Point], dead: Iterable[DeadLetter], received_at: float
-    ) -> tuple[int, int]:
-        """Commit a batch durably. Returns (new points, duplicates ignored)."""
+        self,
+        points: Iterable[Point],
+        dead: Iterable[DeadLetter],
+        received_at: float,
+        raw: Iterable[RawMessage] = (),
+        evals: Iterable[EvalItem] = (),
+    ) -> tuple[int, int, int]:
+        """Commit a batch durably: its points, its dead letters, the accepted messages as
+        received (kept for tracing) and what the alert evaluator must see (replayed after a
+        crash). Returns (new points, duplicates ignored, id of the last evaluation item)."""
         pts = [(p.station, p.measurement, p.seq, p.ts, p.line, received_at) for p in points]
         dls = [(received_at, d.topic, d.payload, d.reason, d.detail) for d in dead]
+        raws = list(raw)
+        ev = list(evals)
+        last_eval = 0
         with self._lock:
             try:
                 c = self._conn
@@ -94,6 +136,19 @@ class Buffer:
                     pts,
                 )
                 new = c.total_changes - before
+                if ev:
+                    c.executemany(
+                        "INSERT INTO eval_queue(sub, station, body, received_at) VALUES (?,?,?,?)",
+                        ev,
+                    )
+                    # One writer (BEGIN IMMEDIATE): the batch's ids are contiguous up to this.
+                    last_eval = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+                if raws:
+                    c.executemany(
+                        "INSERT INTO raw_messages(received_at, station, topic, payload)"
+                        " VALUES (?,?,?,?)",
+                        raws,
+                    )
                 if dls:
                     c.executemany(
                         "INSERT INTO dead_letters(received_at, topic, payload, reason, detail)"
@@ -105,7 +160,7 @@ class Buffer:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise BufferFullError(f"buffer {self.path}: {e}") from e
-        return new, len(pts) - new
+        return new, len(pts) - new, last_eval
 
     def pending(self, limit: int) -> list[tuple[int, str]]:
         with self._lock:
@@ -155,6 +210,43 @@ class Buffer:
                 "DELETE FROM points WHERE written_at IS NOT NULL AND written_at < ?", (cutoff,)
             )
             return cur.rowcount
+
+    def last_eval_id(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT coalesce(max(id), 0) FROM eval_queue").fetchone()[0]
+
+    def eval_backlog(self, after_id: int, until_id: int, limit: int) -> list[tuple[int, EvalItem]]:
+        """Evaluation items after `after_id`, in order: what a killed gateway had not yet
+        evaluated (and saved) when it died."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, sub, station, body, received_at FROM eval_queue"
+                " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                (after_id, until_id, limit),
+            ).fetchall()
+        return [(r[0], EvalItem(r[1], r[2], r[3], r[4])) for r in rows]
+
+    def purge_evaluated(self, up_to_id: int) -> int:
+        with self._lock:
+            return self._conn.execute("DELETE FROM eval_queue WHERE id <= ?", (up_to_id,)).rowcount
+
+    def purge_raw(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM raw_messages WHERE received_at < ?", (cutoff,))
+            return cur.rowcount
+
+    def raw_messages(
+        self, station: str, since: float = 0.0, until: float = float("inf"), limit: int = 1000
+    ) -> list[dict]:
+        """What a station sent, as received, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, received_at, station, topic, payload FROM raw_messages"
+                " WHERE station=? AND received_at BETWEEN ? AND ? ORDER BY id LIMIT ?",
+                (station, since, min(until, 1e18), limit),
+            ).fetchall()
+        return [dict(r) for r in rows]
 
     def dead_letters(self, limit: int = 100) -> list[dict]:
         with self._lock:

@@ -67,6 +67,8 @@ def reading_point(
     ts = received_at if r.clock_unsynced else float(r.ts)
     fields: dict[str, object] = {k: float(v) for k, v in r.values.items()}
     fields["seq"] = r.seq
+    # Delivery latency (receive minus measure time), for the network's own assessment.
+    fields["latency_s"] = round(received_at - float(r.ts), 3)
     for name, flag in flags.items():
         fields["flag_all" if name == "*" else f"flag_{name}"] = flag
     if r.extras:

@@ -23,11 +23,19 @@ MAX_BACKOFF_S = 30.0
 
 
 class InfluxWriter(threading.Thread):
-    def __init__(self, buffer: Buffer, settings: InfluxSettings, keep_written_s: float) -> None:
+    def __init__(
+        self,
+        buffer: Buffer,
+        settings: InfluxSettings,
+        keep_written_s: float,
+        keep_raw_s: float = 0.0,
+    ) -> None:
         super().__init__(name="influx-writer", daemon=True)
         self.buffer = buffer
         self.settings = settings
         self.keep_written_s = keep_written_s
+        self.keep_raw_s = keep_raw_s
+        self._next_gauge = 0.0
         self.stop_event = threading.Event()
         self.sink = None
         self.healthy = True
@@ -100,7 +108,11 @@ class InfluxWriter(threading.Thread):
         if now >= self._next_purge:
             self._next_purge = now + 60
             self.buffer.purge_written(self.keep_written_s)
-        metrics.buffer_pending.set(self.buffer.pending_count())
+            self.buffer.purge_raw(self.keep_raw_s)
+        # count(*) walks the pending index: once a second, not after every batch.
+        if now >= self._next_gauge:
+            self._next_gauge = now + 1.0
+            metrics.buffer_pending.set(self.buffer.pending_count())
 
     def stop(self) -> None:
         self.stop_event.set()

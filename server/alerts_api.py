@@ -14,15 +14,40 @@ from pydantic import BaseModel, Field
 
 from envnet.alerts import RULES, SEVERITIES, acknowledge
 from envnet.alertstore import SqliteAlertStore
+from envnet.audit import record_audit
 from envnet.config import Settings
 from envnet.statestore import SqliteStateStore
 from server import events
-from server.security import require_api_key
+from server.security import ApiKeyName, require_api_key
 
 
 class AckRequest(BaseModel):
-    by: str = Field("api", min_length=1, max_length=64, description="who acknowledges")
+    by: str = Field(
+        "api",
+        min_length=1,
+        max_length=64,
+        description="who acknowledges; when left out, the name of the API key used",
+    )
     note: str | None = Field(None, max_length=1000)
+
+
+def audit_ack(state: SqliteStateStore, who: str, alert: Any, body: AckRequest) -> None:
+    """The audit row of an acknowledgement (same transaction); actor = the API key's name."""
+    record_audit(
+        state,
+        actor=who,
+        action="alert.ack",
+        target=alert.id,
+        detail={
+            "by": body.by,
+            "note": body.note,
+            "station": alert.station,
+            "rule": alert.rule,
+            "parameter": alert.parameter,
+            "severity": alert.severity,
+        },
+        at=alert.acknowledged_at,
+    )
 
 
 def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
@@ -50,8 +75,10 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
         return {**a.to_dict(), "history": [h.to_dict() for h in alerts.history(alert_id)]}
 
     @api.post("/alerts/{alert_id}/ack", dependencies=[Depends(require_api_key)])
-    def ack_alert(alert_id: str, body: AckRequest | None = None) -> dict[str, Any]:
+    def ack_alert(who: ApiKeyName, alert_id: str, body: AckRequest | None = None) -> dict[str, Any]:
         body = body or AckRequest()
+        if "by" not in body.model_fields_set:
+            body.by = who
         with state.tx() as conn:
             try:
                 ev = acknowledge(alerts, alert_id, body.by, time.time(), body.note)
@@ -59,6 +86,7 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
                 raise HTTPException(404, f"alert {alert_id} is not known") from None
             if ev is not None:
                 events.emit_alert_event(settings, ev, conn=conn)
+                audit_ack(state, who, alerts.get_alert(alert_id), body)
         a = alerts.get_alert(alert_id)
         return {**a.to_dict(), "changed": ev is not None}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Path
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from envnet import __version__, contract
@@ -21,6 +21,8 @@ from envnet.config import Settings
 from envnet.statestore import SqliteStateStore
 
 STALE_AFTER_INTERVALS = 3
+DEFAULT_PAGE = 1000  # GET /stations?limit= (docs/performance.md, "Server")
+MAX_PAGE = 100_000
 
 StationState = Literal["online", "offline", "stale", "unknown"]
 
@@ -99,17 +101,56 @@ def create_app(settings: Settings) -> FastAPI:
         store.get_kv("healthz")
         return {"ok": True, "version": __version__}
 
-    @app.get("/stations", response_model=list[StationView], tags=["stations"])
+    kind_intervals = {k: float(v["interval_s"]) for k, v in contract.KINDS.items()}
+
+    @app.get(
+        "/stations",
+        response_model=list[StationView],
+        tags=["stations"],
+        responses={
+            200: {
+                "headers": {
+                    "X-Total-Count": {
+                        "description": "stations matching kind/state before paging",
+                        "schema": {"type": "integer"},
+                    },
+                    "Link": {
+                        "description": 'rel="next" URL of the next page, when there is one',
+                        "schema": {"type": "string"},
+                    },
+                }
+            }
+        },
+    )
     def list_stations(
-        kind: Literal["air", "water"] | None = None, state: StationState | None = None
-    ) -> list[StationView]:
+        request: Request,
+        kind: Literal["air", "water"] | None = None,
+        state: StationState | None = None,
+        limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="page size"),
+        offset: int = Query(0, ge=0, description="stations to skip (ordered by id)"),
+    ) -> Response:
+        """Stations ordered by id, filtered by kind and derived state, optionally paged.
+
+        The answer stays a JSON list of at most `limit` stations (default 1,000: one page
+        holds a whole city network); `X-Total-Count` gives the number matching, and a
+        `Link: <...>; rel="next"` header points at the next page when there is one."""
         now = time.time()
-        views = [view(s, now) for s in store.list_stations()]
-        return [
-            v
-            for v in views
-            if (kind is None or v.kind == kind) and (state is None or v.state == state)
-        ]
+        total, rows = store.station_views_json(
+            now, STALE_AFTER_INTERVALS, kind_intervals, "air", kind, state, limit, offset
+        )
+        parts = []
+        for sid, text, suspect in rows:
+            if suspect:  # stored JSON may hold NaN/Infinity: re-encode this one (NaN -> null)
+                s = store.get_station(sid)
+                if s is not None:
+                    text = view(s, now).model_dump_json()
+            parts.append(text)
+        headers = {"X-Total-Count": str(total)}
+        if offset + len(rows) < total:
+            nxt = request.url.include_query_params(limit=limit, offset=offset + len(rows))
+            headers["Link"] = f'<{nxt}>; rel="next"'
+        body = "[" + ",".join(parts) + "]"
+        return Response(body.encode(), media_type="application/json", headers=headers)
 
     @app.get("/stations/{station_id}", response_model=StationView, tags=["stations"])
     def get_station(station_id: str = Path(pattern=contract.STATION_ID_RE.pattern)) -> StationView:
@@ -124,6 +165,17 @@ def create_app(settings: Settings) -> FastAPI:
     from server.webhooks import install
 
     app.include_router(alerts_api.router(settings, store))
+    from server import reports_api
+
+    app.include_router(reports_api.router(settings, store))  # /reports, docs/reports.md
+
+    from server import audit_api
+
+    app.include_router(audit_api.router(store))  # GET /audit (docs/audit.md)
+
+    from server import ota_api
+
+    ota_api.install(app, settings, store)  # /ota/...: release files, releases, rollouts
 
     install(app, settings)  # /webhooks, /metrics, JSON errors, body limit, delivery worker
     return app

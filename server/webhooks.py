@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from envnet import contract
 from envnet.config import Settings
+from server import audit_api as audit
 from server import errors, metrics
 from server.outbox import (
     EVENT_TYPES,
@@ -28,7 +29,7 @@ from server.outbox import (
     Outbox,
     public_base_url,
 )
-from server.security import require_api_key
+from server.security import ApiKeyName, require_api_key
 
 log = logging.getLogger("envnet.webhooks")
 
@@ -194,7 +195,9 @@ def _sub_or_404(outbox: Outbox, webhook_id: str) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=WebhookCreated, responses=_AUTH_RESPONSES)
-def create_webhook(body: WebhookCreate, outbox: OutboxDep) -> dict[str, Any]:
+def create_webhook(
+    body: WebhookCreate, outbox: OutboxDep, request: Request, who: ApiKeyName
+) -> dict[str, Any]:
     """Subscribe a URL to events. The answer carries the signing secret (once)."""
     secret = body.secret or "whsec_" + secrets.token_hex(24)
     sub = outbox.create_subscription(
@@ -207,6 +210,11 @@ def create_webhook(body: WebhookCreate, outbox: OutboxDep) -> dict[str, Any]:
         body.description,
     )
     log.info("webhook %s subscribed: %s %s", sub["id"], body.url, ",".join(body.events))
+    audit.record_request(
+        request, actor=who, action="webhook.subscription.create", target=sub["id"],
+        url=audit.url_for_audit(body.url), events=body.events, stations=body.stations,
+        districts=body.districts, severities=body.severities, description=body.description,
+    )  # fmt: skip
     return {**_view(sub, None), "secret": secret}
 
 
@@ -227,10 +235,17 @@ def get_webhook(webhook_id: WebhookId, outbox: OutboxDep) -> dict[str, Any]:
     response_class=Response,
     responses={**_AUTH_RESPONSES, **_NOT_FOUND},
 )
-def delete_webhook(webhook_id: WebhookId, outbox: OutboxDep) -> Response:
+def delete_webhook(
+    webhook_id: WebhookId, outbox: OutboxDep, request: Request, who: ApiKeyName
+) -> Response:
     """Unsubscribe; pending deliveries are dropped with the delivery history."""
-    if not outbox.delete_subscription(webhook_id):
+    sub = outbox.get_subscription(webhook_id)
+    if sub is None or not outbox.delete_subscription(webhook_id):
         raise HTTPException(404, f"webhook {webhook_id} is not known")
+    audit.record_request(
+        request, actor=who, action="webhook.subscription.delete", target=webhook_id,
+        url=audit.url_for_audit(sub["url"]), events=sub["events"],
+    )  # fmt: skip
     log.info("webhook %s deleted", webhook_id)
     return Response(status_code=204)
 
@@ -292,7 +307,13 @@ def get_delivery(
         409: {"description": "The delivery is pending already"},
     },
 )
-def redeliver(webhook_id: WebhookId, delivery_id: DeliveryId, outbox: OutboxDep) -> dict[str, Any]:
+def redeliver(
+    webhook_id: WebhookId,
+    delivery_id: DeliveryId,
+    outbox: OutboxDep,
+    request: Request,
+    who: ApiKeyName,
+) -> dict[str, Any]:
     """Queue a delivered, failed or dead delivery again: same delivery id, same body, a fresh
     round of attempts."""
     _sub_or_404(outbox, webhook_id)
@@ -303,6 +324,10 @@ def redeliver(webhook_id: WebhookId, delivery_id: DeliveryId, outbox: OutboxDep)
     if d is None:
         raise HTTPException(404, f"delivery {delivery_id} of webhook {webhook_id} is not known")
     log.info("webhook %s: delivery %s queued again by hand", webhook_id, delivery_id)
+    audit.record_request(
+        request, actor=who, action="webhook.delivery.redeliver", target=webhook_id,
+        delivery=delivery_id, event_type=d.get("event_type"),
+    )  # fmt: skip
     return d
 
 

@@ -50,11 +50,19 @@ def test_unknown_fields_are_kept() -> None:
     assert r.values["lux"] == 300
 
 
-def test_deeply_nested_json_is_rejected_not_crashing() -> None:
-    deep = b"[" * 100_000 + b"]" * 100_000
+@pytest.mark.parametrize("depth", [contract.MAX_DEPTH + 1, 100_000])
+def test_deeply_nested_json_is_rejected_not_crashing(depth: int) -> None:
+    deep = b"[" * depth + b"]" * depth
     with pytest.raises(contract.Rejected) as e:
         contract.decode("envnet/v1/sy-air-001/reading", deep)
-    assert e.value.reason == "bad_json"
+    assert e.value.reason == "too_deep"
+
+
+def test_nesting_up_to_the_limit_is_kept_as_an_extra() -> None:
+    doc = b'{"v":1,"seq":1,"ts":1,"kind":"air","values":{"pm25":1},"x":'
+    inner = contract.MAX_DEPTH - 1  # the reading itself is the first level
+    msg = contract.decode("envnet/v1/sy-air-001/reading", doc + b"[" * inner + b"]" * inner + b"}")
+    assert "x" in msg.body[0].extras
 
 
 def test_station_cannot_publish_commands_to_itself() -> None:

@@ -1,6 +1,8 @@
 """Nothing lost: stations keep publishing numbered readings while the gateway is SIGKILLed
 twice, Mosquitto restarts (persistence on) and InfluxDB is down for a stretch. At the end
-InfluxDB holds every reading exactly once.
+InfluxDB holds every reading exactly once, the buffer holds no duplicate and no dead letter,
+and the implausible-jump alerts that two spiked readings cause (one near each kill) opened
+exactly once each, with one `alert.opened` event each.
 
 The stations here are paho clients that behave like the firmware does: QoS 1, and a reading
 counts as sent only when the broker acknowledged it; until then it is retried with its seq.
@@ -8,6 +10,7 @@ counts as sent only when the broker acknowledged it; until then it is retried wi
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -19,6 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 STATIONS = 4
 RATE_PER_STATION = 20  # readings/s
+# A PM2.5 spike (a jump > 300 ug/m3 from the reading before) near each gateway kill.
+SPIKES = {"fault-0": 55, "fault-1": 300}
 
 
 class NumberedStation(threading.Thread):
@@ -36,7 +41,8 @@ class NumberedStation(threading.Thread):
     def run(self) -> None:
         seq = 1
         while not self.stop.is_set():
-            msg = reading(seq, self.t0 + seq, pm25=float(seq % 300))
+            pm25 = 900.0 if SPIKES.get(self.sid) == seq else float(seq % 300)
+            msg = reading(seq, self.t0 + seq, pm25=pm25)
             info = self.c.publish(f"envnet/v1/{self.sid}/reading", _json(msg), qos=1)
             try:
                 info.wait_for_publish(2)
@@ -108,8 +114,31 @@ def test_no_reading_lost_or_duplicated_through_kills_and_restarts(
             )
         total = sum(s.sent for s in stations)
         assert total > STATIONS * RATE_PER_STATION * 5, f"too few readings sent ({total})"
+        assert all(s.sent > SPIKES.get(s.sid, 0) for s in stations)
         log = gw.output()
         assert "InfluxDB write failed, buffering and retrying" in log
+        with sqlite3.connect(envnet_env["ENVNET_GATEWAY_BUFFER_PATH"]) as buf:
+            per_station = dict(
+                buf.execute(
+                    "SELECT station, count(*) FROM points WHERE measurement='air' GROUP BY station"
+                )
+            )
+            dead = buf.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        assert per_station == {s.sid: s.sent for s in stations} and dead == 0
+
+        def jump_alerts() -> list[tuple]:
+            with sqlite3.connect(envnet_env["ENVNET_STORE_PATH"]) as db:
+                return db.execute(
+                    "SELECT a.station, count(DISTINCT a.id), count(e.id) FROM alerts a"
+                    " LEFT JOIN webhook_events e ON e.id LIKE a.id || ':opened:%'"
+                    " WHERE a.rule='jump' AND a.parameter='pm25' GROUP BY a.station"
+                    " ORDER BY a.station"
+                ).fetchall()
+
+        opened = wait_until(
+            lambda: len(jump_alerts()) == len(SPIKES) and jump_alerts(), 20, what="jump alerts"
+        )
+        assert opened == [(sid, 1, 1) for sid in sorted(SPIKES)]
     finally:
         gw.stop()
 

@@ -1,6 +1,7 @@
 """The Grafana dashboards: generated files are current and valid, and every panel's query,
-expanded as Grafana expands it, runs on the real InfluxDB 1.6 filled by the real gateway and
-returns data. Grafana itself is not installable here; its InfluxQL is what we can check."""
+expanded as Grafana expands it, runs on the real InfluxDB 1.6 filled by the real gateway (its
+readings, and the AQI and water classes its alert engine computes from them) and returns
+data. Grafana itself is not installable here; its InfluxQL is what we can check."""
 
 from __future__ import annotations
 
@@ -17,25 +18,25 @@ from conftest import wait_until
 from mqtt_helpers import Publisher
 
 from envnet import grafana
-from envnet.standards import hj633
 from envnet.statestore import SqliteStateStore
-from gateway.line_protocol import line
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
 
 AIR = {
-    # station: (district, lat, lon, hourly AQI of the stand-in, pm25 level)
+    # station: (district, lat, lon, nominal AQI, pm25 level)
     "sy-air-001": ("和平区", 41.789, 123.401, 152.0, 120.0),
     "sy-air-002": ("沈河区", 41.796, 123.452, 62.0, 40.0),
     "sy-air-003": ("和平区", 41.770, 123.380, 38.0, 20.0),  # goes offline
 }
 WATER = {
-    # station: (river, section, target class, classes the stand-in reports)
+    # station: (river, section, target class, -)
     "sy-wat-001": ("浑河", "浑河沈阳城区段", 3, (3, 4)),
     "sy-wat-002": ("辽河", "辽河干流红庙子", 4, (4, 4)),
 }
-N_AIR, N_WATER = 40, 8
+# 49 hours of data: always a whole past natural day (UTC+8) for the daily AQI.
+HOURS = 49
+N_AIR, N_WATER = HOURS * 60, HOURS * 12  # one reading a minute / every 5 minutes
 
 
 def _load(path: Path) -> dict:
@@ -121,8 +122,8 @@ def test_interpolate_expands_like_grafana():
 
 def _register_stations(store_path: str) -> None:
     store = SqliteStateStore(store_path)
-    for sid, (district, *_rest) in AIR.items():
-        store.register_station(sid, "air", {"district": district})
+    for sid, (district, lat, lon, *_rest) in AIR.items():
+        store.register_station(sid, "air", {"district": district, "lat": lat, "lon": lon})
     for sid, (river, section, target, _) in WATER.items():
         meta = {"river": river, "section": section, "target_class": target}
         store.register_station(sid, "water", meta)
@@ -145,7 +146,8 @@ def _publish_readings(pub: Publisher, now: int) -> None:
             batch.append(
                 {"v": 1, "seq": i + 1, "ts": ts, "kind": "air", "values": values, "flags": flags}
             )
-        pub.send(f"envnet/v1/{sid}/reading", batch)  # one offline-replay array per station
+        for j in range(0, len(batch), 500):  # offline-replay arrays, as a station sends them
+            pub.send(f"envnet/v1/{sid}/reading", batch[j : j + 500])
     for sid in WATER:
         batch = [
             {"v": 1, "seq": i + 1, "ts": now - 300 * (N_WATER - i), "kind": "water", "flags": {},
@@ -153,7 +155,8 @@ def _publish_readings(pub: Publisher, now: int) -> None:
                         "nh3n": 0.6 + 0.1 * i, "cod": 18.0, "t": 9.5}}
             for i in range(N_WATER)
         ]  # fmt: skip
-        pub.send(f"envnet/v1/{sid}/reading", batch)
+        for j in range(0, len(batch), 500):
+            pub.send(f"envnet/v1/{sid}/reading", batch[j : j + 500])
 
 
 def _publish_health_and_status(pub: Publisher) -> None:
@@ -173,48 +176,6 @@ def _publish_health_and_status(pub: Publisher) -> None:
     pub.send("envnet/v1/sy-air-003/status", {"state": "offline"}, retain=True)
 
 
-def _write(influxdb, lines: list[str]) -> None:
-    url = f"{influxdb.url}/write?" + urllib.parse.urlencode(
-        {"db": influxdb.database, "precision": "ms"}
-    )
-    req = urllib.request.Request(url, data="\n".join(lines).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        assert r.status == 204
-
-
-def _stand_in_for_the_alert_engine(influxdb, now: int) -> None:
-    """STAND-IN for envnet/alerts: writes `aqi` and `water_class` with the schema documented in
-    docs/grafana.md ("InfluxDB measurements used by the dashboards"). Replace with the engine's
-    real output once it writes them."""
-    lines = []
-    for sid, (district, lat, lon, aqi, _) in AIR.items():
-        for window, ages in (("1h", (9000, 5400, 1800, 60)), ("24h", (86400 - 3600, 60))):
-            for age in ages:
-                cat = hj633.category(int(aqi))
-                fields = {
-                    "aqi": aqi, "level": float(cat.level), "category_zh": cat.name_zh,
-                    "category_en": cat.name_en, "primary": "pm25" if aqi > 50 else "",
-                    "iaqi_pm25": aqi, "iaqi_o3": 40.0, "lat": lat, "lon": lon,
-                }  # fmt: skip
-                tags = {"station": sid, "kind": "air", "district": district, "window": window,
-                        "edition": "2012"}  # fmt: skip
-                lines.append(line("aqi", tags, fields, (now - age) * 1000))
-    for sid, (river, section, target, classes) in WATER.items():
-        roman = ("I", "II", "III", "IV", "V", "劣V")
-        for i in range(12):
-            cls = classes[i % 2]
-            tags = {
-                "station": sid,
-                "river": river,
-                "section": section,
-                "target_class": roman[target - 1],
-            }
-            fields = {"class_num": float(cls), "class": roman[cls - 1], "target_num": float(target),
-                      "exceeding": 1.0 if cls > target else 0.0}  # fmt: skip
-            lines.append(line("water_class", tags, fields, (now - 1800 * (12 - i)) * 1000))
-    _write(influxdb, lines)
-
-
 def _count(influxdb, q: str) -> int:
     rows = influxdb.rows(q)
     return int(rows[0]["count"]) if rows else 0
@@ -223,6 +184,11 @@ def _count(influxdb, q: str) -> int:
 def _per_station(influxdb, measurement: str, field: str) -> set[str]:
     rows = influxdb.rows(f'SELECT count("{field}") FROM "{measurement}" GROUP BY "station"')
     return {r["station"] for r in rows}
+
+
+def _per_station_where(influxdb, measurement: str, field: str, where: str) -> set[str]:
+    q = f'SELECT count("{field}") FROM "{measurement}" WHERE {where} GROUP BY "station"'
+    return {r["station"] for r in influxdb.rows(q)}
 
 
 def _last_states(influxdb) -> dict[str, str]:
@@ -261,7 +227,17 @@ def test_every_panel_query_returns_data(mosquitto, influxdb, gateway, envnet_env
     # The gateway turned the registry's metadata into tags.
     tags = influxdb.rows('SELECT last("pm25") FROM "air" GROUP BY "district"')
     assert {r["district"] for r in tags} == {"和平区", "沈河区"}
-    _stand_in_for_the_alert_engine(influxdb, now)
+    # The alert engine's indices, through the same buffer to InfluxDB.
+    for window in ("1h", "24h"):
+        wait_until(
+            lambda w=window: (
+                _per_station_where(influxdb, "aqi", "aqi", f"\"window\" = '{w}'") == set(AIR)
+            ),
+            30,
+            what=f"{window} AQI from the alert engine",
+        )
+    wait_until(lambda: _per_station(influxdb, "water_class", "class_num") == set(WATER), 30,
+               what="water classes from the alert engine")  # fmt: skip
 
     now_ms = int(time.time() * 1000) + 1000
     failures, ran = [], 0

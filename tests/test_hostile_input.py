@@ -8,10 +8,12 @@ Afterwards: the gateway is alive, every message is accounted for (received + rej
 published, dead letters == rejected, stored + duplicate == readings in accepted messages,
 InfluxDB == stored - quarantined) and a good reading published afterwards still lands.
 
-The current contract (documented in docs/operations.md): future and ancient timestamps are
-accepted (InfluxDB refuses those outside 1677..2262, and the writer then dead-letters them as
-`influx_rejected`); a replay of an identical (station, seq, ts) is a counted duplicate, not a
-rejection; a `station` key in the payload is kept as an extra field, the topic id wins.
+The contract (documented in docs/operations.md): a timestamp more than
+`gateway.max_future_s` ahead or `gateway.max_age_days` behind the gateway's clock is
+dead-lettered as `bad_timestamp` (unless the reading carries the clock flag); JSON nested
+deeper than 32 levels is `too_deep`; a replay of an identical (station, seq, ts) is a counted
+duplicate, not a rejection; a `station` key in the payload is kept as an extra field, the
+topic id wins.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from envnet.statestore import SqliteStateStore
 MAX_PAYLOAD = 16_384  # the gateway's limit in this test (ENVNET_GATEWAY_MAX_PAYLOAD_BYTES)
 BATCH = 250
 EXAMPLES = 40  # 40 x 250 = 10,000 generated messages
-NOW = 1_790_000_000.0  # a fixed "now" (2026-09) so the run is reproducible
+NOW = float(int(time.time()) // 86400 * 86400 - 86400)  # yesterday: recent, and whole
 
 # MQTT forbids wildcards in a topic name and Mosquitto disconnects a client whose topic holds
 # control characters, surrogates or non-characters: those are not the gateway's to see.
@@ -122,16 +124,16 @@ class Builder:
             return st_topic, dumps(self.reading(values={"pm25": str(k % 100)})).encode()
         if kind == "string_seq":
             return st_topic, dumps(self.reading(seq=str(k))).encode()
-        if kind == "future_ts":  # up to year ~2100: accepted and stored (current contract)
-            t, p = st_topic, dumps(self.reading(ts=NOW + 10 * 365 * 86400 + self.n)).encode()
-            self.sent.append((t, p))
+        if kind == "future_ts":  # years ahead: bad_timestamp
+            return st_topic, dumps(self.reading(ts=NOW + 10 * 365 * 86400 + self.n)).encode()
+        if kind == "ancient_ts":  # 1970: bad_timestamp
+            return st_topic, dumps(self.reading(ts=float(self.n))).encode()
+        if kind == "far_future_ts":  # past InfluxDB's year 2262: bad_timestamp, unless flagged
+            flags = {"*": "clock"} if k % 2 else {}
+            t, p = st_topic, dumps(self.reading(ts=1e12 + self.n, flags=flags)).encode()
+            if flags:  # stored with the gateway's receive time
+                self.sent.append((t, p))
             return t, p
-        if kind == "ancient_ts":  # 1970: accepted and stored (current contract)
-            t, p = st_topic, dumps(self.reading(ts=float(self.n))).encode()
-            self.sent.append((t, p))
-            return t, p
-        if kind == "far_future_ts":  # past InfluxDB's year 2262: accepted, then quarantined
-            return st_topic, dumps(self.reading(ts=1e12 + self.n)).encode()
         if kind in ("replay", "replay_old_seq") and self.sent:
             if kind == "replay":  # an identical resend: a counted duplicate
                 return self.sent[k % len(self.sent)]
@@ -170,6 +172,8 @@ def expected_readings(topic: str, payload: bytes) -> int | None:
         return None
     try:
         msg = contract.decode(topic, payload)
+        if msg.sub == "reading":  # the gateway's defaults: 600 s ahead, 366 days behind
+            contract.check_times(msg.body, time.time(), 600, 366 * 86400)
     except contract.Rejected:
         return None
     return len(msg.body) if msg.sub == "reading" else 0
@@ -255,7 +259,7 @@ def test_hostile_messages_are_rejected_counted_and_never_crash(
     ).fetchone()[0]
     assert dead == rejected
     reasons = {r for (r,) in buffer.execute("SELECT DISTINCT reason FROM dead_letters")}
-    assert {"too_large", "bad_json", "schema", "bad_topic"} <= reasons
+    assert {"too_large", "bad_json", "schema", "bad_topic", "bad_timestamp", "too_deep"} <= reasons
 
     # Every stored reading reaches InfluxDB, except those InfluxDB refuses (dead-lettered).
     def landed():
@@ -275,7 +279,7 @@ def test_hostile_messages_are_rejected_counted_and_never_crash(
     )
 
     # Still serving: one good reading afterwards lands in InfluxDB.
-    good = {"v": 1, "seq": 1, "ts": NOW + 10**7, "kind": "air", "values": {"pm25": 42.0}}
+    good = {"v": 1, "seq": 1, "ts": NOW + 3600.5, "kind": "air", "values": {"pm25": 42.0}}
     client.publish(contract.topic("hx-after", "reading"), json.dumps(good), qos=1).wait_for_publish(
         10
     )

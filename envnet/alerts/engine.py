@@ -166,6 +166,7 @@ class _Station:
     latest: dict[str, Any]  # latest indices, for the server
     open_keys: set[tuple[str, str]] = field(default_factory=set)
     dirty: bool = False
+    meta: Mapping[str, Any] | None = None  # the registry dict `info` was built from
 
     def state(self) -> dict[str, Any]:
         return {"windows": self.windows.state(), "rules": self.rules, "latest": self.latest}
@@ -331,8 +332,13 @@ class Evaluator:
     ) -> _Station:
         sid = station or (meta or {}).get("id") or (meta or {}).get("station") or msg.get("station")
         st = self._stations.get(str(sid)) if sid else None
+        if st is not None and st.meta is meta and msg.get("kind") in (None, st.info.kind):
+            # Nothing changed: the gateway hands us the same registry dict (or None for an
+            # unregistered station) until it re-reads the registry.
+            return st
         info = StationInfo.from_meta(meta, msg, station, st.info.kind if st else None)
         if st is not None:
+            st.meta = meta
             # Registry changes (target class, interval) apply from the next message.
             st.info = info
             st.windows.interval_s = info.interval_s
@@ -342,7 +348,7 @@ class Evaluator:
         windows = StationWindows(
             info.interval_s, validity, self.settings.o3_daily_min_8h, state=saved.get("windows")
         )
-        st = _Station(info, windows, saved.get("rules", {}), saved.get("latest", {}))
+        st = _Station(info, windows, saved.get("rules", {}), saved.get("latest", {}), meta=meta)
         st.open_keys = {(a.rule, a.parameter) for a in self.store.list_open_alerts(info.id)}
         self._stations[info.id] = st
         return st

@@ -14,10 +14,15 @@ import json
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import serial
 import typer
+
+from envnet import audit
+from envnet.config import ConfigError, load_config
 
 BAUD = 115200
 REBOOT_MARKS = (b"rst:", b"ets ", b"boot:", b"MicroPython v", b"rebooting")
@@ -26,6 +31,14 @@ REPL_MARKS = (b">>> ", b"raw REPL", b"paste mode")
 
 class ConsoleError(RuntimeError):
     """str() is the one line shown to field staff."""
+
+
+class NotRecorded(ConsoleError):
+    """The station accepted a change but the audit trail could not record it (exit 4)."""
+
+    def __init__(self, message: str, answer: dict) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 def open_port(port: str, baud: int = BAUD, timeout: float = 0.1) -> serial.Serial:
@@ -121,23 +134,92 @@ def human(res: dict) -> str:
     return "\n".join(lines) or "ok"
 
 
-def one_shot(port: str, words: list[str], timeout: float = 5.0) -> dict:
+@dataclass(frozen=True)
+class AuditTo:
+    """Where and as whom a console change is recorded (envnet/audit.py, docs/audit.md)."""
+
+    store_path: Path
+    user: str
+
+
+def _before(ser: serial.Serial, req: dict, timeout: float) -> dict:
+    """What the audit row needs from the station before the change: id, maint, old value."""
+    st = request(ser, ["status"], timeout)
+    before = {"station_id": st.get("station_id") or "", "maint": st.get("maint")}
+    if req["op"] == "config":
+        key = next(iter(req["set"]))
+        before["config"] = request(ser, ["config", "get", key], timeout).get("config") or {}
+    return before
+
+
+def _record(to: AuditTo, port: str, req: dict, before: dict, res: dict) -> None:
+    row = audit.station_action(req, res, before)
+    if row is None:
+        return
+    action, detail = row
+    try:
+        audit.record_to_path(
+            to.store_path,
+            actor=to.user,
+            action=action,
+            target=before["station_id"],
+            detail={**detail, "via": "console", "port": port},
+        )
+    except Exception as e:  # noqa: BLE001 - the change is made; say loudly it is not recorded
+        raise NotRecorded(
+            f"the station accepted {req['op']!r} but the audit trail at {to.store_path} "
+            f"could not record it: {e}",
+            res,
+        ) from None
+
+
+def one_shot(
+    port: str, words: list[str], timeout: float = 5.0, audit_to: AuditTo | None = None
+) -> dict:
+    """One command; with `audit_to`, a change the station accepts gets its audit row."""
     ser = open_port(port)
     try:
-        return request(ser, words, timeout)
+        req = audit.command_request(words)
+        if audit_to is None or req is None:
+            return request(ser, words, timeout)
+        before = _before(ser, req, timeout)
+        res = request(ser, words, timeout, retries=0)  # never apply a change twice
+        _record(audit_to, port, req, before, res)
+        return res
     finally:
         ser.close()
 
 
-def interactive(port: str, linger: float = 1.0) -> None:
+def _audited_line(ser: serial.Serial, line: str, to: AuditTo, lock: threading.Lock) -> bool:
+    """Run a changing command typed at the interactive console through the JSON path, so the
+    audit row is written only when the station accepts it. False: not a changing command."""
+    req = audit.command_request(line.split())
+    if req is None:
+        return False
+    with lock:  # the reader thread waits meanwhile
+        try:
+            before = _before(ser, req, 5.0)
+            res = request(ser, line.split(), 5.0, retries=0)
+            _record(to, ser.port, req, before, res)
+            text = json.dumps(res, ensure_ascii=False) if "--json" in line.split() else human(res)
+        except ConsoleError as e:
+            text = f"envnet console: {e}"
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    return True
+
+
+def interactive(port: str, linger: float = 1.0, audit_to: AuditTo | None = None) -> None:
     ser = open_port(port)
     typer.echo(f"connected to {port}; type 'help', Ctrl-D to leave")
     stop = threading.Event()
+    lock = threading.Lock()
 
     def reader() -> None:
         while not stop.is_set():
             try:
-                data = ser.read(ser.in_waiting or 1)
+                with lock:
+                    data = ser.read(ser.in_waiting or 1)
             except serial.SerialException:
                 typer.echo(f"\n{port}: connection lost (station unplugged or rebooting)")
                 stop.set()
@@ -152,6 +234,8 @@ def interactive(port: str, linger: float = 1.0) -> None:
         for line in sys.stdin:
             if stop.is_set():
                 break
+            if audit_to is not None and _audited_line(ser, line.strip(), audit_to, lock):
+                continue
             ser.write(line.rstrip("\n").encode() + b"\r")
         # End of input (Ctrl-D, or commands piped in): let the last answer arrive.
         time.sleep(linger)
@@ -170,13 +254,33 @@ def command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON answer")] = False,
     timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 5.0,
+    user: Annotated[
+        str | None, typer.Option(help="who is at the console, for the audit trail (OS user)")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="envnet TOML (state store for audit)")
+    ] = None,
 ) -> None:
-    """Station serial console: interactive, or one command (status, readings, config, log...)."""
+    """Station serial console: interactive, or one command (status, readings, config, log...).
+
+    Changes (config set, calibrate, maint on|off, reboot) are recorded in the audit trail of
+    the state store (store.path) as --user."""
+    to = None
+    if not words or audit.command_request(words) is not None:  # reads need no state store
+        try:
+            to = AuditTo(Path(load_config(config).store.path), user or audit.os_user())
+        except ConfigError as e:
+            typer.echo(f"envnet console: config error: {e}", err=True)
+            raise typer.Exit(2) from None
     try:
         if not words:
-            interactive(port)
+            interactive(port, audit_to=to)
             return
-        res = one_shot(port, words, timeout)
+        res = one_shot(port, words, timeout, audit_to=to)
+    except NotRecorded as e:
+        typer.echo(json.dumps(e.answer, ensure_ascii=False) if as_json else human(e.answer))
+        typer.echo(f"envnet console: {e}", err=True)
+        raise typer.Exit(4) from None
     except ConsoleError as e:
         typer.echo(f"envnet console: {e}", err=True)
         raise typer.Exit(3) from None

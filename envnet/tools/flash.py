@@ -69,6 +69,15 @@ def mpy_cross_bin() -> str:
     return found
 
 
+def device_sources(firmware: Path = FIRMWARE) -> list[tuple[Path, str]]:
+    """Every firmware file that goes onto a board: (source, path on the board). Also the
+    file set of an OTA bundle (envnet/ota/bundle.py), there relative to a firmware slot."""
+    sources = [(firmware / "main.py", "main.py"), (firmware / "board.py", "board.py")]
+    sources += [(p, f"lib/{p.name}") for p in sorted((firmware / "lib").glob("*.py"))]
+    sources += [(p, f"lib/{p.name}") for p in sorted((firmware / "drivers").glob("*.py"))]
+    return sources
+
+
 def plan_files(station_dir: Path, mpy: bool, build_dir: Path) -> list[FileItem]:
     """Every file that goes onto the board for the station provisioned in `station_dir`."""
     cfg_path = station_dir / "config.json"
@@ -78,9 +87,7 @@ def plan_files(station_dir: Path, mpy: bool, build_dir: Path) -> list[FileItem]:
     profile = BOARDS_DIR / f"{cfg['board']}.json"
     if not profile.is_file():
         raise FlashError(f"board profile {profile} not found")
-    sources = [(FIRMWARE / "main.py", "main.py"), (FIRMWARE / "board.py", "board.py")]
-    sources += [(p, f"lib/{p.name}") for p in sorted((FIRMWARE / "lib").glob("*.py"))]
-    sources += [(p, f"lib/{p.name}") for p in sorted((FIRMWARE / "drivers").glob("*.py"))]
+    sources = device_sources()
 
     def build(pair: tuple[Path, str]) -> FileItem:
         src, dest = pair
@@ -99,6 +106,12 @@ def plan_files(station_dir: Path, mpy: bool, build_dir: Path) -> list[FileItem]:
         items = list(ex.map(build, sources))
     items.append(FileItem(profile, "board.json"))
     items.append(FileItem(cfg_path, "config.json"))
+    mqtt = cfg.get("mqtt") or {}
+    if mqtt.get("tls"):  # the CA the station verifies its broker against (envnet provision)
+        ca = station_dir / "ca.pem"
+        if not ca.is_file():
+            raise FlashError(f"{ca} not found: a TLS station needs its broker's CA certificate")
+        items.append(FileItem(ca, mqtt.get("ca") or "ca.pem"))
     assert not any(i.dest in PROTECTED for i in items)
     return items
 
@@ -167,6 +180,9 @@ def flash_port(
                 other = d[:-3] + ".mpy" if d.endswith(".py") else d[:-4] + ".py"
                 if other not in dests:
                     remove.append(other)
+        # The OTA boot pointer would keep booting a firmware slot instead of what was just
+        # flashed (docs/ota.md): without it the root firmware runs.
+        remove += ["ota.json", "ota.json.tmp"]
         out = _mpremote(port, ["exec", _hash_script([it.dest for it in items], remove)], 30)
         line = next((ln for ln in out.splitlines() if ln.startswith("HASHES")), None)
         if line is None:

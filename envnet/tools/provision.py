@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import typer
 
-from envnet import contract
+from envnet import audit, contract
 from envnet.config import ConfigError, load_config
 from envnet.statestore import SqliteStateStore
 
@@ -112,8 +112,16 @@ def provision(
     password_file: Path,
     acl_file: Path,
     meta: dict | None = None,
+    actor: str | None = None,
+    ota_key: dict | None = None,
+    ca_file: Path | None = None,
 ) -> dict:
-    """Do it all or refuse before writing anything. Returns the written config."""
+    """Do it all or refuse before writing anything. Returns the written config.
+
+    With an mqtts:// URL the station verifies the broker against `ca_file` (mqtt.ca_file),
+    copied next to its config.json as ca.pem; there is no TLS station without one.
+
+    The audit trail gets a `station.provision` row by `actor` (default: the OS user)."""
     if not contract.STATION_ID_RE.match(station_id or ""):
         raise ProvisionError(
             f"bad station id {station_id!r}: must match {contract.STATION_ID_RE.pattern}"
@@ -132,6 +140,10 @@ def provision(
     if "lon" in meta and not -180 <= meta["lon"] <= 180:
         raise ProvisionError("--lon must be within -180..180")
     board = load_board(board_profile, kind)
+    if urlparse(mqtt_url).scheme == "mqtts" and not (ca_file and Path(ca_file).is_file()):
+        raise ProvisionError(
+            "an mqtts:// broker needs mqtt.ca_file (the CA the station verifies it against)"
+        )
     if not Path(MOSQUITTO_PASSWD).exists():
         raise ProvisionError("mosquitto_passwd not found (apt-get install mosquitto)")
     station_dir = out / station_id
@@ -145,6 +157,8 @@ def provision(
             raise ProvisionError(f"station {station_id} is already registered")
         password = secrets.token_urlsafe(18)
         cfg = build_config(station_id, kind, board, mqtt_url, station_id, password)
+        if ota_key:  # {"key": hex, "key_id": ..}: the station checks update signatures with it
+            cfg["ota"] = ota_key
         full_meta = {
             "site": site,
             "board": board_profile,
@@ -174,6 +188,15 @@ def provision(
     with os.fdopen(fd, "w") as f:
         json.dump(cfg, f, indent=1, ensure_ascii=False)
     os.replace(tmp, station_dir / "config.json")
+    if cfg["mqtt"]["tls"] and ca_file:
+        shutil.copyfile(ca_file, station_dir / "ca.pem")  # envnet flash puts it on the board
+    audit.record_to_path(
+        store_path,
+        actor=actor or audit.os_user(),
+        action="station.provision",
+        target=station_id,
+        detail={"kind": kind, "board": board_profile, "meta": full_meta, "mqtt_user": station_id},
+    )
     return cfg
 
 
@@ -198,10 +221,25 @@ def command(
     passwd_file: Annotated[Path | None, typer.Option(help="Mosquitto password file")] = None,
     acl_file: Annotated[Path | None, typer.Option(help="Mosquitto ACL file")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="envnet TOML")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="who provisions, for the audit trail (default: OS user)")
+    ] = None,
+    fleet_key_file: Annotated[
+        Path | None,
+        typer.Option(help="OTA fleet key file (hex); default: the config's ota.fleet_key"),
+    ] = None,
+    fleet_key_id: Annotated[str, typer.Option(help="id of the OTA fleet key")] = "fleet-1",
 ) -> None:
     """Provision a station: config.json, MQTT credentials + ACL, registry entry."""
+    from envnet.ota.bundle import BundleError, read_key_file
+
     try:
         settings = load_config(config)
+        try:
+            fleet_key = read_key_file(fleet_key_file).hex() if fleet_key_file else ""
+        except BundleError as e:
+            raise ProvisionError(str(e)) from None
+        fleet_key = fleet_key or getattr(settings.ota, "fleet_key", "")
         cfg = provision(
             station_id,
             kind,
@@ -224,6 +262,9 @@ def command(
                 "name_en": name_en,
                 "drinking_water": drinking_water or None,
             },
+            actor=actor,
+            ota_key={"key": fleet_key, "key_id": fleet_key_id} if fleet_key else None,
+            ca_file=Path(settings.mqtt.ca_file) if settings.mqtt.ca_file else None,
         )
     except (ProvisionError, ConfigError) as e:
         typer.echo(f"envnet provision: {e}", err=True)

@@ -142,7 +142,8 @@ def stations_command(
 ) -> None:
     """Table of GET /stations: state, last seen, AQI category colour, values, flags."""
     try:
-        data = fetch(url, "/stations" + (f"?kind={kind}" if kind else ""), api_key)
+        # GET /stations pages by 1,000 by default; the table wants them all (server MAX_PAGE).
+        data = fetch(url, "/stations?limit=100000" + (f"&kind={kind}" if kind else ""), api_key)
     except ApiError as e:
         typer.echo(f"envnet stations: {e}", err=True)
         raise typer.Exit(1) from None

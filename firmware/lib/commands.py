@@ -86,6 +86,12 @@ def _maint(st, req):
     return {"maint": on}
 
 
+def _ota(st, req):
+    # Acked at once; the download runs from the station loop (lib/otajob.py, docs/ota.md).
+    import otajob
+    return otajob.start(st, req)
+
+
 def _status(st, req):
     return st.status()
 
@@ -115,5 +121,5 @@ def _log(st, req):
 _OPS = {
     "ping": _ping, "config": _config, "calibrate": _calibrate, "reboot": _reboot,
     "maint": _maint, "status": _status, "readings": _readings, "wifi": _wifi,
-    "mqtt": _mqtt, "log": _log,
+    "mqtt": _mqtt, "log": _log, "ota": _ota,
 }

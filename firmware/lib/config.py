@@ -12,7 +12,9 @@ REQUIRED = ("station_id", "kind", "board", "interval_s", "sample_s", "health_s",
             "mqtt.host", "mqtt.port")
 
 DEFAULTS = {
-    "mqtt": {"user": "", "password": "", "keepalive": 30, "tls": False},
+    # tls: MQTT over TLS, verifying the broker against the CA certificate in file `ca`
+    # (PEM or DER, on the flash next to config.json); no CA file, no connection.
+    "mqtt": {"user": "", "password": "", "keepalive": 30, "tls": False, "ca": "ca.pem"},
     "wifi": {"ssid": "", "password": ""},
     "ntp": {"host": "pool.ntp.org"},
     "sim": {"seed": 1},
@@ -25,6 +27,7 @@ DEFAULTS = {
     "pm_rh_correction": False,  # EPA 2021 PM2.5 correction (needs an RH sensor)
     "wdt_s": 60,
     "duty": [],  # sensor names slept between windows (e.g. ["pm"] for a PMS5003)
+    "ota": {"key": "", "key_id": ""},  # fleet key (hex) for update signatures (docs/ota.md)
 }
 
 # key -> (type, min, max); None bounds are open. Identity keys are not settable:
@@ -46,12 +49,17 @@ SETTABLE = {
     "mqtt.user": (str, 0, 64),
     "mqtt.password": (str, 0, 128),
     "mqtt.keepalive": (int, 5, 3600),
-    "mqtt.tls": (bool, None, None),
     "wifi.ssid": (str, 0, 32),
     "wifi.password": (str, 0, 64),
     "ntp.host": (str, 1, 253),
 }
-SECRET = ("mqtt.password", "wifi.password")
+# Checked like SETTABLE but only set by provisioning (config.json): a remote `set` must not
+# be able to turn TLS off or swap the CA, i.e. move a station to a broker of its choosing.
+PROVISIONED = {
+    "mqtt.tls": (bool, None, None),
+    "mqtt.ca": (str, 1, 64),
+}
+SECRET = ("mqtt.password", "wifi.password", "ota.key")
 
 
 class ConfigError(Exception):
@@ -98,7 +106,7 @@ def check(cfg):
                           % (PATH, cfg["station_id"]))
     if cfg["kind"] not in PARAMS:
         raise ConfigError("%s: kind %r is not one of %s" % (PATH, cfg["kind"], ", ".join(PARAMS)))
-    for key, spec in SETTABLE.items():
+    for key, spec in list(SETTABLE.items()) + list(PROVISIONED.items()):
         v = get(cfg, key)
         if v is not None:
             err = _check_value(key, v, spec)

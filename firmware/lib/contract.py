@@ -4,7 +4,7 @@ VERSION = 1
 TOPIC_ROOT = 'envnet/v1/'
 FLAGS = ('warmup', 'fault', 'range', 'cal', 'maint')
 READING_FLAGS = ('clock',)
-COMMANDS = ('ping', 'config', 'calibrate', 'reboot')
+COMMANDS = ('ping', 'config', 'calibrate', 'reboot', 'ota')
 HEALTH_FIELDS = ('battery_v', 'rssi_dbm', 'uptime_s', 'heap_free', 'reset_cause', 'fw', 'buffered', 'dropped', 'errors')
 PARAMS = {
     'air': (('pm25', 0, 1000), ('pm10', 0, 1000), ('so2', 0, 5000), ('no2', 0, 5000), ('o3', 0, 2000), ('co', 0, 150), ('t', -40, 85), ('rh', 0, 100), ('p', 300, 1100), ('voc', 1, 500), ('noise', 20, 140)),

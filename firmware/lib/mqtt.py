@@ -46,6 +46,27 @@ def _header(b, typ, n):
             return
 
 
+def tls_context(ca_path):
+    # TLS that verifies the broker: its certificate must chain to the CA in ca_path (one
+    # certificate, PEM or DER) and carry the name we dial (wrap_socket's server_hostname is
+    # checked against its subjectAltNames). There is no unverified fallback: without a
+    # readable CA this raises (OSError / ValueError) and the caller does not connect.
+    import ssl
+    with open(ca_path, "rb") as f:
+        ca = f.read()
+    if ca[:5] == b"-----":
+        # PEM -> DER: not every mbedTLS build parses PEM (the unix port's does not).
+        from binascii import a2b_base64
+        parts = ca.split(b"-----")  # '', 'BEGIN CERTIFICATE', body, 'END CERTIFICATE', ...
+        if len(parts) < 4:
+            raise ValueError("bad PEM")
+        ca = a2b_base64(b"".join(parts[2].split()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=ca)
+    return ctx
+
+
 class MQTTClient:
     def __init__(self, client_id, host, port=1883, user=None, password=None,
                  keepalive=30, ssl=None, timeout_ms=5000, retries=2):
@@ -55,7 +76,7 @@ class MQTTClient:
         self.user = user or None
         self.password = password or None
         self.keepalive = keepalive
-        self.ssl = ssl  # an ssl.SSLContext, or None for plain TCP
+        self.ssl = ssl  # an ssl.SSLContext (tls_context()), or None for plain TCP
         self.timeout_ms = timeout_ms
         self.retries = retries  # DUP retransmissions of a QoS 1 PUBLISH
         self.sock = None
@@ -81,7 +102,12 @@ class MQTTClient:
         s.settimeout(self.timeout_ms / 1000)
         s.connect(addr)
         if self.ssl:
-            s = self.ssl.wrap_socket(s, server_hostname=self.host)
+            # Handshake under the same socket timeout; a bad certificate, a name the
+            # certificate does not carry or a plain-TCP peer raise OSError/ValueError here.
+            try:
+                s = self.ssl.wrap_socket(s, server_hostname=self.host)
+            except ValueError as e:  # mbedTLS's reason can span lines: keep log lines whole
+                raise MQTTError("tls: " + " ".join(str(e).split()))
             self.sock = s
         flags = 0x02 if clean_session else 0
         body = bytearray(b"\x00\x04MQTT\x04\x00")

@@ -9,7 +9,7 @@ import json
 import random
 from time import ticks_ms, ticks_diff, ticks_add
 import log
-from mqtt import MQTTClient
+from mqtt import MQTTClient, tls_context
 from contract import TOPIC_ROOT
 
 
@@ -71,16 +71,22 @@ class Link:
     def connect(self):
         m = self.cfg["mqtt"]
         gc.collect()
+        try:
+            ssl = tls_context(m["ca"]) if m["tls"] else None
+        except (OSError, ValueError) as e:
+            # No usable CA file: no connection at all, never an unverified one.
+            self.errors["tls"] = self.errors.get("tls", 0) + 1
+            self.drop("tls: CA file %s: %r" % (m["ca"], e))
+            return False
         c = MQTTClient(self.cfg["station_id"], m["host"], m["port"], m["user"], m["password"],
-                       keepalive=m["keepalive"],
-                       ssl=self.board.ssl_context(m) if m["tls"] else None)
+                       keepalive=m["keepalive"], ssl=ssl)
         c.set_last_will(self.topic("status"), '{"state":"offline"}', retain=True, qos=1)
         try:
             c.connect(clean_session=True)
             self.client = c
             c.publish(self.topic("status"), json.dumps(self.birth()), retain=True, qos=1)
             c.subscribe(self.topic("cmd"), qos=1)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: some TLS failures on some ports
             self.errors["mqtt"] = self.errors.get("mqtt", 0) + 1
             self.client = c
             self.drop(e)
@@ -88,7 +94,7 @@ class Link:
         self.fails = 0
         self.connects += 1
         self.last_error = None
-        log.info("mqtt connected to %s:%s" % (m["host"], m["port"]))
+        log.info("mqtt connected to %s:%s%s" % (m["host"], m["port"], " (tls)" if m["tls"] else ""))
         return True
 
     def drop(self, why):

@@ -11,6 +11,7 @@
 #   buffer position, clock sync, health timer) goes to RTC memory.
 import gc
 import json
+import sys
 import time
 from time import ticks_ms, ticks_diff, ticks_add
 import log
@@ -39,6 +40,9 @@ class Station:
         self.board = board
         self.t_boot = ticks_ms()
         self.reset_cause = board.reset_cause()
+        ota = sys.modules.get("ota")  # loaded only by a boot from a pointer, or an update
+        self.FW = ota.version(FW) if ota else FW  # a slot's version is its manifest's
+        self.acked = 0  # readings/health the broker acknowledged (confirms an OTA update)
         rtc = board.rtc_load() if self.reset_cause == "deepsleep" else None
         self.rtc = rtc or {}
         self.errors = {}
@@ -57,18 +61,18 @@ class Station:
         self.pub_bytes = 0  # payload bytes of the last reading published live
         self._connects = 0
         log.info("boot %d (%s) %s %s fw %s, %d buffered" % (
-            self.seq.boot, self.reset_cause, cfg["station_id"], cfg["kind"], FW, len(self.buf)))
+            self.seq.boot, self.reset_cause, cfg["station_id"], cfg["kind"], self.FW, len(self.buf)))
 
     # --- facts ------------------------------------------------------------------
     def uptime_s(self):
         return ticks_diff(ticks_ms(), self.t_boot) // 1000
 
     def birth(self):
-        return {"state": "online", "fw": FW, "kind": self.cfg["kind"], "boot": self.seq.boot}
+        return {"state": "online", "fw": self.FW, "kind": self.cfg["kind"], "boot": self.seq.boot}
 
     def status(self):
         return {
-            "station_id": self.cfg["station_id"], "kind": self.cfg["kind"], "fw": FW,
+            "station_id": self.cfg["station_id"], "kind": self.cfg["kind"], "fw": self.FW,
             "board": self.cfg["board"], "boot": self.seq.boot, "uptime_s": self.uptime_s(),
             "reset_cause": self.reset_cause, "next_seq": self.seq.next,
             "connected": self.link.up, "wifi": self.board.wifi_up(),
@@ -131,6 +135,7 @@ class Station:
         if not len(self.buf) and self.link.up:
             gc.collect()
             if self.link.publish("reading", text):
+                self.acked += 1
                 self.pub_bytes = len(text)
                 log.info("reading %s" % text)
                 return True
@@ -171,6 +176,7 @@ class Station:
         ok = self.link.publish("health", json.dumps(health.build(self)))
         if ok:
             self.health_dirty = False
+            self.acked += 1
         return ok
 
     def on_message(self, msg):
@@ -241,6 +247,9 @@ class Station:
                 self.send_health()
             if len(self.buf):
                 self.replay()
+        ota = sys.modules.get("ota")
+        if ota and ota.busy():
+            ota.tick(self)
 
     def _active_ms(self):
         # Awake stretch before a window closes for duty-cycled sensors: six samples, so
@@ -275,6 +284,11 @@ class Station:
             if not msg:
                 break
             self.on_message(msg)
+        ota = sys.modules.get("ota")
+        while ota and ota.busy() and not ota.REBOOT and self.link.up:  # update in this wake
+            ota.tick(self, 1000)
+            if not ota.job_running():
+                break
         now = self.board.now()
         if self.link.up and (self.health_dirty
                              or now - self.rtc.get("health_ts", 0) >= cfg["health_s"]):

@@ -262,3 +262,239 @@ def readings(messages, station: str = "sy-air-001") -> list[dict]:
             doc = json.loads(payload)
             out.extend(doc if isinstance(doc, list) else [doc])
     return out
+
+
+# --- over-the-air updates (docs/ota.md; tests/firmware/test_fw_ota_*.py) -----------------
+def ota_station_config(port: int, key_hex: str, key_id: str = "fleet-1", **over) -> dict:
+    """station_config() plus the fleet key the station checks update signatures with."""
+    return station_config(port, ota={"key": key_hex, "key_id": key_id}, **over)
+
+
+@contextmanager
+def release_server(releases_dir: Path, workdir: Path, mqtt_port: int | None = None):
+    """Serve `releases_dir` under /ota/releases/ -> base URL (no trailing slash).
+
+    The real envnet server (`python -m envnet.cli server`, as an operator runs it) with
+    ENVNET_OTA_RELEASES_DIR; ENVNET_TEST_OTA_STATIC=1 swaps in `python -m http.server` over
+    the same directory layout, for working on the firmware without the server.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log = open(workdir / "release-server.log", "ab")
+    if os.environ.get("ENVNET_TEST_OTA_STATIC") == "1":
+        root = workdir / "static"
+        (root / "ota").mkdir(parents=True, exist_ok=True)
+        link = root / "ota" / "releases"
+        if not link.exists():
+            link.symlink_to(Path(releases_dir).resolve())
+        argv = [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(root),
+        ]
+        env_ = dict(os.environ)
+    else:
+        argv = [sys.executable, "-m", "envnet.cli", "server"]
+        env_ = {k: v for k, v in os.environ.items() if not k.startswith("ENVNET_")}
+        env_.update(
+            ENVNET_STORE_PATH=str(workdir / "envnet.db"),
+            ENVNET_SERVER_LISTEN=f"127.0.0.1:{port}",
+            ENVNET_OTA_RELEASES_DIR=str(releases_dir),
+            ENVNET_SERVER_API_KEY="test-key",
+        )
+        if mqtt_port:
+            env_["ENVNET_MQTT_URL"] = f"mqtt://127.0.0.1:{mqtt_port}"
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=env_, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log.close()
+    base = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    try:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    "release server exited:\n"
+                    + (workdir / "release-server.log").read_text(errors="replace")[-3000:]
+                )
+            try:
+                urllib.request.urlopen(base + "/ota/releases/none/manifest.json", timeout=1)
+                break
+            except urllib.error.HTTPError:  # 404: it answers
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("release server did not start")
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def build_release(
+    releases_dir: Path, version: str, key: bytes, firmware: Path | None = None, **kw
+) -> Path:
+    """`envnet release` as a function (envnet/ota/bundle.py) over `firmware` (default: FW)."""
+    from envnet.ota.bundle import build_bundle
+
+    return build_bundle(version, key, releases_dir, firmware=firmware or FW, **kw)
+
+
+def derive_release(src: Path, version: str, key: bytes) -> Path:
+    """A copy of the release `src` renamed to `version` and signed with `key` (no rebuild)."""
+    from envnet.ota.bundle import sign
+
+    dest = Path(src).parent / version
+    shutil.copytree(src, dest)
+    m = json.loads((dest / "manifest.json").read_text())
+    m["version"] = version
+    raw = json.dumps(m, separators=(",", ":")).encode()
+    (dest / "manifest.json").write_bytes(raw)
+    (dest / "manifest.sig").write_text(sign(raw, key) + "\n")
+    return dest
+
+
+def firmware_copy(dest: Path) -> Path:
+    """A copy of the firmware tree to change before building a release from it."""
+    shutil.copytree(FW, dest, ignore=shutil.ignore_patterns("__pycache__", "*.md", "tools"))
+    return Path(dest)
+
+
+class OtaStation:
+    """One station (the factory firmware from FW, started as `envnet sim` starts it) with a
+    fleet key, watched through its own MQTT topics.
+
+        st = OtaStation(tmp_path / "st", broker_port, key_hex, "sy-air-017")
+        st.start(); st.wait_birth("0.2.0")
+        st.ota("1.3.0", base_url)        # -> the ack
+        st.wait_ota("confirmed")          # -> the report dict
+    A reboot into a new slot happens inside the process; st.kill() + st.start() is a power cut.
+    """
+
+    def __init__(self, path: Path, port: int, key_hex: str | None, station_id: str, **cfg) -> None:
+        self.path = Path(path)
+        self.port = port
+        self.id = station_id
+        c = (
+            ota_station_config(port, key_hex, station_id=station_id, **cfg)
+            if key_hex
+            else station_config(port, station_id=station_id, **cfg)
+        )
+        write_station(self.path, c)
+        self.sub = Subscriber(port, f"envnet/v1/{station_id}/#")
+        self.fw: Firmware | None = None
+        self._n = 0
+        self.mark = 0  # index into sub.messages that wait() starts from
+        self.log_mark = 0
+
+    def topic(self, sub: str) -> str:
+        return f"envnet/v1/{self.id}/{sub}"
+
+    def start(self) -> None:
+        with self.sub._lock:
+            self.mark = len(self.sub.messages)
+        self.log_mark = len(self.log())  # wait_log() looks at this run's output only
+        self.fw = Firmware(self.path)
+
+    def kill(self) -> None:
+        if self.fw:
+            self.fw.kill()
+
+    def close(self) -> None:
+        self.kill()
+        self.sub.close()
+
+    def log(self) -> str:
+        return self.fw.log() if self.fw else ""
+
+    def set_sim(self, **kw) -> None:
+        p = self.path / "sim.json"
+        if kw:
+            tmp = p.with_suffix(".tmp")
+            tmp.write_text(json.dumps(kw))
+            os.replace(tmp, p)
+        elif p.exists():
+            p.unlink()
+        time.sleep(0.6)  # board.sim() re-reads sim.json at most every 0.5 s
+
+    def wait(self, sub: str, pred=lambda d: True, timeout: float = 30.0) -> dict:
+        """First message on `sub` since the mark (the last start() or ota()) matching pred."""
+        t = self.topic(sub)
+        end = time.monotonic() + timeout
+        i = self.mark
+        while True:
+            with self.sub._lock:
+                msgs = self.sub.messages[i:]
+            for topic, payload, _ in msgs:
+                i += 1
+                if topic != t:
+                    continue
+                try:
+                    d = json.loads(payload)
+                except ValueError:
+                    continue
+                if pred(d):
+                    return d
+            if time.monotonic() > end:
+                raise TimeoutError(
+                    f"no {sub} message matching within {timeout} s; firmware "
+                    "log:\n" + self.log()[-4000:]
+                )
+            time.sleep(0.05)
+
+    def wait_birth(self, fw: str, timeout: float = 30.0) -> dict:
+        return self.wait(
+            "status", lambda d: d.get("state") == "online" and d.get("fw") == fw, timeout
+        )
+
+    def ota(self, version: str, base_url: str, timeout: float = 15.0) -> dict:
+        self._n += 1
+        cid = f"ota-{self._n}-{time.monotonic_ns()}"
+        with self.sub._lock:
+            self.mark = len(self.sub.messages)
+        url = f"{base_url}/ota/releases/{version}/"
+        self.sub.publish(
+            self.topic("cmd"), json.dumps({"id": cid, "op": "ota", "version": version, "url": url})
+        )
+        return self.wait("cmd/ack", lambda d: d.get("id") == cid, timeout)
+
+    def wait_ota(self, state: str, version: str | None = None, timeout: float = 30.0) -> dict:
+        return self.wait(
+            "ota",
+            lambda d: d.get("state") == state and (version is None or d.get("version") == version),
+            timeout,
+        )
+
+    def ota_reports(self) -> list[dict]:
+        with self.sub._lock:
+            msgs = list(self.sub.messages)
+        return [json.loads(p) for t, p, _ in msgs if t == self.topic("ota")]
+
+    def pointer(self) -> dict | None:
+        p = self.path / "ota.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def wait_log(self, text: str, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in self.log()[self.log_mark :]:
+                return
+            if self.fw and self.fw.proc.poll() is not None:
+                raise AssertionError(
+                    f"firmware exited ({self.fw.proc.returncode}):\n" + self.log()[-4000:]
+                )
+            time.sleep(0.05)
+        raise TimeoutError(f"{text!r} not in the firmware log:\n" + self.log()[-4000:])

@@ -1,0 +1,58 @@
+# The firmware's entry, called by the boot loader (the root main.py) once it has chosen
+# which firmware runs: load config, run the station and act on what it returns:
+# "reboot" (ESP32: machine.reset(); unix: a fresh Station in this process) or "sleep"
+# (deep sleep; the next wake starts at main.py again). Every firmware version has its
+# own copy (root /lib, or a slot's lib/), and the loader imports the one it chose.
+import gc
+import sys
+
+
+def run_once(board, log):
+    import config
+    try:
+        cfg = config.load()
+    except config.ConfigError as e:
+        log.error(str(e))
+        return "config"
+    board.init(cfg)
+    from station import Station
+    st = Station(cfg, board)
+    r = st.run()
+    if r == "sleep":
+        ms = st.sleep_ms
+        del st
+        gc.collect()
+        board.deepsleep(ms)  # ESP32: does not return
+    elif r == "reboot":
+        log.info("rebooting")
+        del st
+        gc.collect()
+        ota = sys.modules.get("ota")
+        if ota and ota.REBOOT:
+            return "boot"  # slot switch or rollback: back through the loader
+        board.reboot()  # ESP32: does not return
+    return r
+
+
+def app(info=None):
+    # info: what the loader chose ({"slot", "pending", "version", "reset"}), None when
+    # there is no boot pointer. -> "config" (no usable config.json) or "boot" (reboot
+    # through the loader). Raises on a crash: the loader decides between rollback and
+    # the crash reset.
+    import log
+    import board
+    if info is not None:
+        import ota
+        ota.boot(info)
+        if info.get("reset") and board.SIM:
+            board._reset = info["reset"]
+    while True:
+        try:
+            r = run_once(board, log)
+        except KeyboardInterrupt:
+            # Ctrl-C: to the REPL on a board, exit on unix; no MQTT DISCONNECT, so
+            # the broker publishes our last will.
+            log.warn("interrupted")
+            raise
+        if r in ("config", "boot"):
+            return r

@@ -1,0 +1,361 @@
+# The OTA download job (docs/ota.md), imported by the "ota" command only. It runs a
+# little per loop tick (the station keeps sampling and its MQTT session alive): fetch
+# manifest.json + manifest.sig, check the HMAC-SHA256 signature with the fleet key
+# first, then stream every file into the staging slot (app/a or app/b, whichever is not
+# running) in 512-byte chunks, hashing as bytes arrive, re-hash everything from flash,
+# and switch the boot pointer ota.json atomically. ota.py confirms or rolls back later.
+import gc
+import json
+import os
+import time
+from time import ticks_ms, ticks_diff
+import binascii
+import hashlib
+import log
+import ota
+from ota import SLOTS, MAX_TRIES, read_ptr, write_ptr, version, _hook, _exc, _msg
+
+CHUNK = 512  # bytes per socket read / flash write
+MAX_MANIFEST = 16384
+MAX_FILES = 200
+_OK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+_job = None  # generator of the running download
+_job_v = None
+_job_st = None  # the Station it runs for
+_buf = None  # the one download buffer, kept between jobs
+
+
+class Fail(Exception):
+    pass
+
+
+def running():
+    return _job is not None
+
+
+def _say(st, state, reason=""):
+    log.info("ota %s %s%s" % (_job_v, state, (": " + reason) if reason else ""))
+    st.link.publish("ota", _msg(st, state, _job_v, version(st.FW), reason))
+
+
+def _key(cfg):
+    k = (cfg.get("ota") or {}).get("key") or ""
+    try:
+        return binascii.unhexlify(k) if k else None
+    except ValueError:
+        return None
+
+
+def start(st, req):
+    # The "ota" cmd: checks what can be checked at once (the ack says yes or no), then
+    # the job runs from tick().
+    global _job, _job_v, _job_st
+    ver = req.get("version")
+    url = req.get("url")
+    if not isinstance(ver, str) or not ver or len(ver) > 64 or any(c not in _OK + "+" for c in ver):
+        raise ValueError("ota needs a version")
+    if not isinstance(url, str) or not (url.startswith("http://") or url.startswith("https://")):
+        raise ValueError("ota needs an http:// url")
+    if _key(st.cfg) is None:
+        raise ValueError("no fleet key")
+    if _job is not None or ota.REBOOT:
+        raise ValueError("another update in progress (%s)" % (_job_v or "rebooting"))
+    if ota.PENDING:
+        raise ValueError("another update in progress (%s not yet confirmed)" % ota.VERSION)
+    if ver == version(st.FW):
+        raise ValueError("already running %s" % ver)
+    _job_v = ver
+    _job_st = st
+    _job = _run(st, ver, url if url.endswith("/") else url + "/")
+    return {"version": ver}
+
+
+def step(st, budget_ms):
+    # Advance the job by about budget_ms (at least one step); report how it ended.
+    global _job, _job_v
+    if _job is not None and _job_st is not st:
+        # A soft reboot (unix port) made a new Station: the job died with the old one.
+        _job = _job_v = None
+        _cleanup()
+    if _job is None:
+        return
+    t = ticks_ms()
+    try:
+        while True:  # at least one step, then as many as fit in budget_ms
+            next(_job)
+            if ticks_diff(ticks_ms(), t) >= budget_ms:
+                break
+    except StopIteration:
+        _job = None
+    except Exception as e:  # anything: report it, keep the running version
+        _job = None
+        if isinstance(e, Fail):
+            reason = str(e)
+        elif isinstance(e, OSError) and e.args and e.args[0] == 28:  # ENOSPC
+            reason = "no space: flash full"
+        else:
+            reason = "download error: %s" % _exc(e)
+        _cleanup()
+        _say(st, "failed", reason)
+        _job_v = None
+    gc.collect()
+
+
+def _safe_path(p):
+    if not isinstance(p, str) or not p or len(p) > 96 or p[0] == "/":
+        return False
+    for part in p.split("/"):
+        if not part or part in (".", "..") or any(c not in _OK for c in part):
+            return False
+    return p != "manifest.json"
+
+
+def _check_manifest(m, ver, key_id):
+    if not isinstance(m, dict) or m.get("v") != 1:
+        raise Fail("bad manifest: unknown format")
+    if m.get("version") != ver:
+        raise Fail("bad manifest: version %s, expected %s" % (m.get("version"), ver))
+    if key_id and m.get("key_id") != key_id:
+        raise Fail("bad manifest: key_id %s, expected %s" % (m.get("key_id"), key_id))
+    files = m.get("files")
+    if not isinstance(files, list) or not files or len(files) > MAX_FILES:
+        raise Fail("bad manifest: files")
+    seen = {}
+    for f in files:
+        p = f.get("path") if isinstance(f, dict) else None
+        if not _safe_path(p) or p in seen:
+            raise Fail("bad manifest: path %r" % (p,))
+        seen[p] = 1
+        n, h = f.get("size"), f.get("sha256")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise Fail("bad manifest: size of %s" % p)
+        if not isinstance(h, str) or len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+            raise Fail("bad manifest: sha256 of %s" % p)
+    if "main.py" not in seen:
+        raise Fail("bad manifest: no main.py")
+
+
+def _open(url):
+    # HTTP/1.0 GET -> (socket positioned at the body, Content-Length or None).
+    import socket
+    proto, _, hostport, path = url.split("/", 3)
+    host, port = hostport, 443 if proto == "https:" else 80
+    if ":" in hostport:
+        host, port = hostport.rsplit(":", 1)
+        port = int(port)
+    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+    s = socket.socket()
+    try:
+        s.settimeout(10)
+        s.connect(ai)
+        if proto == "https:":  # UNTESTABLE HERE: the tests serve plain http
+            import ssl
+            s = ssl.wrap_socket(s, server_hostname=host)
+        s.write(("GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                 % (path, hostport)).encode())
+        line = s.readline()
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise Fail("download error: bad HTTP answer for %s" % path)
+        status = int(parts[1])
+        n = None
+        while True:
+            h = s.readline()
+            if not h or h == b"\r\n" or h == b"\n":
+                break
+            k, _, v = h.partition(b":")
+            k = k.strip().lower()
+            if k == b"content-length":
+                n = int(v.strip())
+            elif k == b"transfer-encoding" and b"chunked" in v.lower():
+                raise Fail("download error: chunked answer for %s" % path)
+        if status != 200:
+            raise Fail("download error: HTTP %d for %s" % (status, path))
+        return s, n
+    except BaseException:
+        s.close()
+        raise
+
+
+def _get_small(url, limit):
+    s, n = _open(url)
+    try:
+        if n is not None and n > limit:
+            raise Fail("download error: %s too large" % url.rsplit("/", 1)[-1])
+        out = bytearray()
+        while len(out) <= limit:
+            b = s.read(min(CHUNK, limit + 1 - len(out)) if n is None else min(CHUNK, n - len(out)))
+            if not b:
+                break
+            out.extend(b)
+            if n is not None and len(out) >= n:
+                break
+        if len(out) > limit or n is not None and len(out) != n:
+            raise Fail("download error: %s truncated or too large" % url.rsplit("/", 1)[-1])
+        return bytes(out)
+    finally:
+        s.close()
+
+
+def _rmtree(d):
+    try:
+        items = list(os.ilistdir(d))
+    except OSError:
+        return
+    for it in items:
+        p = d + "/" + it[0]
+        if it[1] == 0x4000:
+            _rmtree(p)
+        else:
+            os.remove(p)
+    os.rmdir(d)
+
+
+def _mkdirs(d):
+    cur = ""
+    for part in d.split("/"):
+        cur = cur + "/" + part if cur else part
+        try:
+            os.mkdir(cur)
+        except OSError:
+            pass
+
+
+def _free(st):
+    # -> (free bytes, block size) of the filesystem the slots live on.
+    s = os.statvfs(".")
+    free = s[0] * s[3]  # ESP32 LittleFS reports blocks the same way (UNTESTABLE HERE)
+    if st.board.SIM and st.board.sim().get("ota_free") is not None:
+        free = st.board.sim()["ota_free"]  # tests: a nearly full flash
+    return free, s[0] or 4096
+
+
+def _stage_slot():
+    return "b" if ota.SLOT == "a" else "a"
+
+
+_stage_dir = None
+
+
+def _cleanup():
+    global _stage_dir
+    if _stage_dir:
+        try:
+            _rmtree(_stage_dir)
+        except OSError:
+            pass
+        _stage_dir = None
+
+
+def _hash_file(path, buf):
+    h = hashlib.sha256()
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    return binascii.hexlify(h.digest()).decode()
+
+
+def _run(st, ver, base):
+    # The job, as a generator: every yield hands the loop back to the station.
+    global _stage_dir, _buf, _job_v
+    key = _key(st.cfg)
+    _say(st, "downloading")
+    yield
+    man = _get_small(base + "manifest.json", MAX_MANIFEST)
+    yield
+    sig = _get_small(base + "manifest.sig", 256)
+    import hmac256
+    if not hmac256.verify(key, man, sig):
+        raise Fail("bad signature")
+    del sig
+    try:
+        m = json.loads(man)
+    except ValueError:
+        raise Fail("bad manifest: not JSON")
+    _check_manifest(m, ver, (st.cfg.get("ota") or {}).get("key_id"))
+    files = [(f["path"], f["size"], f["sha256"]) for f in m["files"]]  # tuples: less heap
+    deadline = m.get("confirm_deadline_s")
+    del m
+    gc.collect()
+    yield
+    slot = _stage_slot()
+    d = SLOTS + slot
+    _stage_dir = d
+    _rmtree(d)  # what an earlier, unfinished or superseded update left there
+    free, blk = _free(st)
+    need = blk * 2
+    for f in files:
+        need += (f[1] + blk - 1) // blk * blk
+    if need > free:
+        raise Fail("no space: %d bytes needed, %d free" % (need, free))
+    _mkdirs(d)
+    # The slot's manifest now (the loader boots a slot only once the pointer names it).
+    with open(d + "/manifest.json", "wb") as out:
+        out.write(man)
+    del man
+    gc.collect()
+    if _buf is None:
+        _buf = bytearray(CHUNK)
+    buf = _buf
+    mv = memoryview(buf)
+    made = {}
+    for i, f in enumerate(files):
+        path, size, sha = f
+        if "/" in path:
+            sub = d + "/" + path.rsplit("/", 1)[0]
+            if sub not in made:
+                _mkdirs(sub)
+                made[sub] = 1
+        s, n = _open(base + "files/" + path)
+        try:
+            if n is not None and n != size:
+                raise Fail("size mismatch on %s: %d bytes, manifest %d" % (path, n, size))
+            h = hashlib.sha256()
+            got = 0
+            with open(d + "/" + path, "wb") as out:
+                while got < size:
+                    k = s.readinto(mv[:min(CHUNK, size - got)])
+                    if not k:
+                        raise Fail("download error: %s cut at %d of %d bytes" % (path, got, size))
+                    h.update(mv[:k])
+                    out.write(mv[:k])
+                    got += k
+                    if i == 1 and got >= size // 2:
+                        _hook(st, "download")  # tests: power cut in the middle of a file
+                    if st.board.SIM and st.board.sim().get("ota_chunk_ms"):
+                        time.sleep_ms(st.board.sim()["ota_chunk_ms"])  # tests: a slow link
+                    yield
+            if binascii.hexlify(h.digest()).decode() != sha:
+                raise Fail("hash mismatch on %s" % path)
+        finally:
+            s.close()
+        yield
+    # What is on flash, not only what came over the wire.
+    for f in files:
+        if _hash_file(d + "/" + f[0], buf) != f[2]:
+            raise Fail("hash mismatch on %s after writing" % f[0])
+        yield
+    _say(st, "verified")
+    _hook(st, "verified")  # tests: power cut after staging, before the switch
+    p = read_ptr() or {}
+    p["v"] = 1
+    p["active"] = ota.SLOT
+    p["active_v"] = version(st.FW)
+    p["pending"] = slot
+    p["pending_v"] = ver
+    p["tries"] = 0
+    p["max_tries"] = MAX_TRIES
+    p["deadline_s"] = deadline if isinstance(deadline, int) and deadline > 0 else 300
+    p["report"] = None
+    write_ptr(p, lambda name: _hook(st, name))
+    _stage_dir = None
+    _say(st, "switching")
+    _hook(st, "switched")  # tests: power cut after the switch, before the reboot
+    _job_v = None
+    ota.REBOOT = True  # fwmain hands the reboot to the loader, which boots the new slot
+    st.reboot_requested = True

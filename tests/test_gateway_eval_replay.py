@@ -1,0 +1,104 @@
+"""A gateway killed after acknowledging a batch but before evaluating it: the next gateway
+evaluates that batch from the buffer's evaluation queue, exactly once.
+
+In process, on real SQLite files: `Gateway.process` is the commit that precedes the broker
+acknowledgement; an evaluator dropped without saving its state is the SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from envnet.config import load_config
+from gateway.app import Gateway, Inbound
+from gateway.evaluation import EvaluationWorker
+
+T = "envnet/v1/replay-01/reading"
+
+
+def _settings(tmp_path: Path):
+    env = {
+        "ENVNET_STORE_PATH": str(tmp_path / "state.db"),
+        "ENVNET_GATEWAY_BUFFER_PATH": str(tmp_path / "buffer.db"),
+        "ENVNET_INFLUX_URL": "http://127.0.0.1:9",  # never reached: the writer is not started
+    }
+    return load_config(None, environ=env)
+
+
+def _gateway(tmp_path: Path) -> Gateway:
+    return Gateway(_settings(tmp_path))
+
+
+def _evaluator(tmp_path: Path) -> EvaluationWorker:
+    return EvaluationWorker(_settings(tmp_path))
+
+
+def _drain(ev: EvaluationWorker) -> int:
+    n = 0
+    while k := ev.step():
+        n += k
+    return n
+
+
+def _batch(t0: float, pm25: list[float], mid0: int = 1) -> list[Inbound]:
+    out = []
+    for i, v in enumerate(pm25):
+        doc = {"v": 1, "seq": mid0 + i, "ts": t0 + 60 * i, "kind": "air", "values": {"pm25": v}}
+        out.append(Inbound(T, json.dumps(doc).encode(), mid0 + i, 1, time.time()))
+    return out
+
+
+def _jump_alerts(tmp_path: Path) -> list[tuple]:
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name='alerts'").fetchone():
+            return []  # no evaluator has run on this store yet
+        return db.execute(
+            "SELECT id, state FROM alerts WHERE station='replay-01' AND rule='jump'"
+        ).fetchall()
+
+
+def _finish(ev: EvaluationWorker) -> None:
+    """What the evaluator does at each tick and on a clean stop: save, with its cursor."""
+    ev._save(ev.evaluator.flush)
+
+
+def test_a_batch_acknowledged_but_not_evaluated_is_evaluated_by_the_next_gateway(tmp_path):
+    t0 = time.time() - 3600
+    first = _gateway(tmp_path)
+    accepted, last_eval = first.process(_batch(t0, [20.0, 25.0, 900.0]))  # 875 > 300: a jump
+    first._update_state(accepted)
+    assert last_eval == 3 and _jump_alerts(tmp_path) == []
+    del first  # killed: acknowledged, durable, never evaluated
+
+    second = _evaluator(tmp_path)
+    assert _drain(second) == 3
+    _finish(second)
+    (alert,) = _jump_alerts(tmp_path)
+    assert alert[1] == "open"
+
+    # The next evaluator finds nothing left: the jump is counted once, not again.
+    third = _evaluator(tmp_path)
+    assert _drain(third) == 0
+    with sqlite3.connect(tmp_path / "buffer.db") as buf:
+        assert buf.execute("SELECT count(*) FROM eval_queue").fetchone()[0] == 0
+    assert _jump_alerts(tmp_path) == [alert]
+
+
+def test_replay_continues_from_the_last_saved_state_without_counting_twice(tmp_path):
+    t0 = time.time() - 7200
+    gw, ev = _gateway(tmp_path), _evaluator(tmp_path)
+    gw.process(_batch(t0, [10.0, 11.0]))
+    assert _drain(ev) == 2
+    _finish(ev)  # saved: the cursor is at 2
+    gw.process(_batch(t0 + 120, [12.0, 13.0], mid0=3))
+    assert _drain(ev) == 2
+    del ev  # killed with seq 3 and 4 evaluated but not saved
+
+    again = _evaluator(tmp_path)
+    assert again.cursor == 2
+    assert _drain(again) == 2  # seq 3 and 4 again, into windows restored without them
+    _finish(again)
+    assert _drain(_evaluator(tmp_path)) == 0
