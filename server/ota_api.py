@@ -13,12 +13,9 @@ import json
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-import anyio.to_thread
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -36,6 +33,7 @@ from envnet.ota.rollout import (
 )
 from envnet.otastore import FAILED, FINAL, SqliteOtaStore
 from envnet.statestore import SqliteStateStore
+from server.lifespan import run_with_app
 from server.outbox import public_base_url
 from server.security import ApiKeyName
 
@@ -650,16 +648,4 @@ def install(app: FastAPI, settings: Settings, store: SqliteStateStore) -> None:
     app.state.ota_worker = worker
     app.include_router(files_router(settings))
     app.include_router(api_router(settings, store, ota))
-
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        async with inner(a) as state:
-            worker.start()
-            try:
-                yield state
-            finally:
-                await anyio.to_thread.run_sync(worker.stop)
-
-    app.router.lifespan_context = lifespan
+    run_with_app(app, worker)

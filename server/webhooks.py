@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-import anyio.to_thread
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -21,6 +18,7 @@ from envnet import contract
 from envnet.config import Settings
 from server import audit_api as audit
 from server import errors, metrics
+from server.lifespan import run_with_app
 from server.outbox import (
     EVENT_TYPES,
     PING,
@@ -342,16 +340,4 @@ def install(app: FastAPI, settings: Settings, *, max_body_bytes: int | None = No
     errors.install(app, max_body_bytes or errors.MAX_BODY_BYTES)
     app.include_router(router)
     metrics.install(app, settings.store.path, outbox)
-
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        async with inner(a) as state:
-            worker.start()
-            try:
-                yield state
-            finally:
-                await anyio.to_thread.run_sync(worker.stop)
-
-    app.router.lifespan_context = lifespan
+    run_with_app(app, worker)
