@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: system $(STAMP)
 
 # Debian packages: the real Mosquitto 2 and InfluxDB that the demo and the tests start;
-# openssl makes the TLS test certificates (tests/test_tls.py, envnet.services.make_test_certs).
+# openssl makes the TLS test certificates (tests/test_tls.py, envnet.devkit.services.make_test_certs).
 system:
 	@if [ ! -x /usr/sbin/mosquitto ] || [ ! -x /usr/bin/influxd ] || [ ! -x /usr/bin/openssl ]; then \
 		echo "installing $(APT_PACKAGES) with apt-get"; \

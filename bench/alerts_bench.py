@@ -24,10 +24,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from envnet.alerts import AlertSettings, Evaluator  # noqa: E402
-from envnet.alertstore import SqliteAlertStore  # noqa: E402
-from envnet.services import InfluxDB, Mosquitto, component_env, free_port  # noqa: E402
-from envnet.statestore import SqliteStateStore  # noqa: E402
+from envnet.devkit.services import InfluxDB, Mosquitto, component_env, free_port  # noqa: E402
+from envnet.domain.alerts import AlertSettings, Evaluator  # noqa: E402
+from envnet.store.alerts import SqliteAlertStore  # noqa: E402
+from envnet.store.state import SqliteStateStore  # noqa: E402
 
 HOUR = 3600
 T0 = 1767196800 - 20 * 24 * HOUR  # a CST midnight, twenty days back

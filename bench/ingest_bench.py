@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from envnet.services import InfluxDB, Mosquitto, component_env  # noqa: E402
+from envnet.devkit.services import InfluxDB, Mosquitto, component_env  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 import server_bench  # noqa: E402

@@ -35,11 +35,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from envnet.config import load_config  # noqa: E402
-from envnet.reports import calendar as cal  # noqa: E402
-from envnet.reports.service import Reports  # noqa: E402
-from envnet.reports.settings import ReportSettings  # noqa: E402
-from envnet.services import InfluxDB  # noqa: E402
-from envnet.statestore import SqliteStateStore  # noqa: E402
+from envnet.core import calendar as cal  # noqa: E402
+from envnet.devkit.services import InfluxDB  # noqa: E402
+from envnet.domain.reports.settings import ReportSettings  # noqa: E402
+from envnet.store.state import SqliteStateStore  # noqa: E402
+from server.reports.service import Reports  # noqa: E402
 
 STATIONS = int(os.environ.get("BENCH_STATIONS", "100"))
 DAYS = int(os.environ.get("BENCH_DAYS", "31"))

@@ -27,7 +27,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from envnet.statestore import SqliteStateStore  # noqa: E402
+from envnet.store.state import SqliteStateStore  # noqa: E402
 
 SERVER_STATIONS = int(os.environ.get("BENCH_SERVER_STATIONS", "10000"))
 SERVER_REQUESTS = int(os.environ.get("BENCH_SERVER_REQUESTS", "40"))
@@ -118,8 +118,8 @@ def seed_stations(store: SqliteStateStore, n: int, now: float) -> None:
 def seed_alerts(store: SqliteStateStore, n: int) -> int:
     """One open alert for every 5th station, so that GET /alerts has rows to return."""
     try:
-        from envnet.alerts.store import Alert
-        from envnet.alertstore import SqliteAlertStore
+        from envnet.domain.alerts.repository import Alert
+        from envnet.store.alerts import SqliteAlertStore
     except ImportError:
         return 0
     alerts = SqliteAlertStore(store)

@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from envnet.alerts.rules import AlertSettings
-from envnet.reports.settings import ReportSettings, TargetSettings
+from envnet.domain.alerts.rules import AlertSettings
+from envnet.domain.reports.settings import ReportSettings, TargetSettings
 
 ENV_PREFIX = "ENVNET_"
 
@@ -95,7 +95,7 @@ class InfluxSettings(_Section):
 
 
 class StoreSettings(_Section):
-    # The state store (stations, health, alerts, outbox). SQLite here; see envnet/statestore.py.
+    # The state store (stations, health, alerts, outbox). SQLite here; see envnet/store/state.py.
     path: str = "var/envnet.db"
 
 

@@ -24,15 +24,14 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from envnet import contract
 from envnet.config import Settings
-from envnet.statestore import SqliteStateStore
-
-from . import metrics
-from .buffer import Buffer, BufferFullError, DeadLetter, EvalItem, RawMessage
-from .evaluation import make_evaluator
-from .ingest import Ingested, ReceiveStamps, ingest
-from .writer import InfluxWriter
+from envnet.core import contract
+from envnet.store.state import SqliteStateStore
+from gateway import metrics
+from gateway.buffer import Buffer, BufferFullError, DeadLetter, EvalItem, RawMessage
+from gateway.evaluation import make_evaluator
+from gateway.ingest import Ingested, ReceiveStamps, ingest
+from gateway.writer import InfluxWriter
 
 log = logging.getLogger("envnet.gateway")
 

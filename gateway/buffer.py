@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from envnet.statestore import connect_sqlite
+from envnet.store.state import connect_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (

@@ -29,15 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from envnet.alerts import Evaluator
-from envnet.alerts.engine import AlertEvent, IndexRecord
-from envnet.alertstore import SqliteAlertStore
 from envnet.config import Settings
-from envnet.statestore import SqliteStateStore
+from envnet.domain.alerts import Evaluator
+from envnet.domain.alerts.engine import AlertEvent, IndexRecord
+from envnet.store.alerts import SqliteAlertStore
+from envnet.store.influx.line_protocol import line
+from envnet.store.state import SqliteStateStore
+from gateway.buffer import Buffer, Point
 from server import events as outbox_events
-
-from .buffer import Buffer, Point
-from .line_protocol import line
 
 log = logging.getLogger("envnet.gateway.alerts")
 

@@ -10,11 +10,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from envnet import contract
-from envnet.contract import Health, Message, Reading, Status
-
-from .buffer import Point
-from .line_protocol import line
+from envnet.core import contract
+from envnet.core.contract import Health, Message, Reading, Status
+from envnet.store.influx.line_protocol import line
+from gateway.buffer import Point
 
 # Station metadata that becomes InfluxDB tags (DESIGN.md: station, kind, district, river/section).
 META_TAGS = ("district", "river", "section")

@@ -12,10 +12,9 @@ import threading
 import time
 
 from envnet.config import InfluxSettings
-
-from . import metrics
-from .buffer import Buffer
-from .influx_sink import InfluxWriteError, make_sink
+from envnet.store.influx.sink import InfluxWriteError, make_sink
+from gateway import metrics
+from gateway.buffer import Buffer
 
 log = logging.getLogger("envnet.gateway.writer")
 

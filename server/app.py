@@ -14,11 +14,12 @@ from typing import Any, Literal
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from envnet import __version__, contract
-from envnet.alerts import latest_indices
-from envnet.alertstore import SqliteAlertStore
+from envnet import __version__
 from envnet.config import Settings
-from envnet.statestore import SqliteStateStore
+from envnet.core import contract
+from envnet.domain.alerts import latest_indices
+from envnet.store.alerts import SqliteAlertStore
+from envnet.store.state import SqliteStateStore
 
 STALE_AFTER_INTERVALS = 3
 DEFAULT_PAGE = 1000  # GET /stations?limit= (docs/performance.md, "Server")
@@ -161,19 +162,19 @@ def create_app(settings: Settings) -> FastAPI:
         v.indices = latest_indices(alert_store, station_id)
         return v
 
-    from server import alerts_api
-    from server.webhooks import install
+    from server.routers import alerts as alerts_api
+    from server.routers.webhooks import install
 
     app.include_router(alerts_api.router(settings, store))
-    from server import reports_api
+    from server.routers import reports as reports_api
 
     app.include_router(reports_api.router(settings, store))  # /reports, docs/reports.md
 
-    from server import audit_api
+    from server.routers import audit as audit_api
 
     app.include_router(audit_api.router(store))  # GET /audit (docs/audit.md)
 
-    from server import ota_api
+    from server.routers import ota as ota_api
 
     ota_api.install(app, settings, store)  # /ota/...: release files, releases, rollouts
 

@@ -166,7 +166,7 @@ def _alert_event_args(event: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
 def emit_alert_event(
     target: Settings | str | Path, event: Any, conn: sqlite3.Connection | None = None
 ) -> str:
-    """Enqueue an `envnet.alerts.engine.AlertEvent` (type, at, alert, episode); with `conn`,
+    """Enqueue an `envnet.domain.alerts.engine.AlertEvent` (type, at, alert, episode); with `conn`,
     inside the caller's transaction (see emit_in_transaction).
 
     The event id is derived from the alert (id, transition, escalation count) or the episode

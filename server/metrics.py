@@ -34,7 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from envnet.statestore import connect_sqlite
+from envnet.store.state import connect_sqlite
 
 if TYPE_CHECKING:
     from server.outbox import Outbox

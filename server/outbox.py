@@ -48,7 +48,7 @@ import httpx
 
 from envnet import __version__
 from envnet.config import Settings, WebhookSettings
-from envnet.statestore import connect_sqlite
+from envnet.store.state import connect_sqlite
 
 log = logging.getLogger("envnet.webhooks")
 
@@ -222,7 +222,7 @@ def _parameter_label(parameter: Any) -> dict[str, str] | None:
     if not isinstance(parameter, str):
         return None
     try:
-        from envnet.standards import gb3838, hj633
+        from envnet.core.standards import gb3838, hj633
     except ImportError:  # pragma: no cover - the standards package is part of envnet
         return None
     pair = hj633.POLLUTANT_LABELS.get(parameter) or gb3838.PARAM_LABELS.get(parameter)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envnet.alerts import AlertEvent, AlertSettings, Evaluator, InMemoryAlertStore
-from envnet.alertstore import SqliteAlertStore
-from envnet.statestore import SqliteStateStore
+from envnet.domain.alerts import AlertEvent, AlertSettings, Evaluator, InMemoryAlertStore
+from envnet.store.alerts import SqliteAlertStore
+from envnet.store.state import SqliteStateStore
 
 T0 = 1767196800  # 2026-01-01 00:00 China Standard Time (2025-12-31 16:00 UTC)
 HOUR = 3600

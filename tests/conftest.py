@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from envnet.config import Settings, load_config
-from envnet.services import InfluxDB, Mosquitto, component_env, free_port
-from envnet.sim import SimStation, station_config
+from envnet.devkit.services import InfluxDB, Mosquitto, component_env, free_port
+from envnet.devkit.sim import SimStation, station_config
 
 REPO = Path(__file__).resolve().parent.parent
 

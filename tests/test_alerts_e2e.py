@@ -11,7 +11,7 @@ import httpx
 from conftest import wait_until
 from mqtt_helpers import Publisher, reading
 
-from envnet.statestore import SqliteStateStore
+from envnet.store.state import SqliteStateStore
 
 HOUR = 3600
 T0 = 1767196800 - 10 * 24 * HOUR  # a CST midnight, ten days back: all in the past

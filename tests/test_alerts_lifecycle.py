@@ -8,10 +8,10 @@ import json
 import pytest
 from alerts_helpers import HOUR, T0, air_feed, kinds, new_evaluator, water_feed, wiggle
 
-from envnet.alerts import AlertSettings, Evaluator, InMemoryAlertStore
-from envnet.alerts.engine import latest_indices
 from envnet.config import Settings
-from envnet.standards import UnknownEdition
+from envnet.core.standards import UnknownEdition
+from envnet.domain.alerts import AlertSettings, Evaluator, InMemoryAlertStore
+from envnet.domain.alerts.engine import latest_indices
 
 
 def _by_rule(events, rule):

@@ -7,14 +7,14 @@ import json
 
 from alerts_helpers import HOUR, T0
 
-from envnet.alerts.windows import (
+from envnet.core.standards.gb3095 import validity
+from envnet.domain.alerts.windows import (
     Closed,
     StationWindows,
     day_label,
     day_start,
     hour_label,
 )
-from envnet.standards.gb3095 import validity
 
 V = validity()
 

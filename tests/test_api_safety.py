@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from envnet.config import load_config
-from envnet.services import free_port
+from envnet.devkit.services import free_port
 from server.app import create_app
 
 KEY = "test-key"

@@ -1,4 +1,4 @@
-"""The audit trail's store (envnet/audit.py): append-only, filters, cursor paging, no secrets;
+"""The audit trail's store (envnet/store/audit.py): append-only, filters, cursor paging;
 named API keys in the configuration and how a presented key is matched to its name."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from envnet import audit
-from envnet.audit import query_audit, record_audit
 from envnet.config import ConfigError, load_config
-from envnet.statestore import SqliteStateStore
+from envnet.domain import station_actions as actions
+from envnet.store.audit import query_audit, record_audit
+from envnet.store.state import SqliteStateStore
 from server.security import match_key, named_keys
 
 
@@ -136,37 +136,42 @@ def test_secrets_never_reach_the_trail(store: SqliteStateStore) -> None:
 
 
 def test_station_actions_from_commands() -> None:
-    req = audit.command_request(["config", "set", "interval_s", "30", "--json"])
+    req = actions.command_request(["config", "set", "interval_s", "30", "--json"])
     assert req == {"op": "config", "set": {"interval_s": 30}}
     before = {"maint": False, "config": {"interval_s": 60}}
-    assert audit.station_action(req, {"ok": True, "changed": ["interval_s"]}, before) == (
+    assert actions.station_action(req, {"ok": True, "changed": ["interval_s"]}, before) == (
         "station.config.set",
         {"key": "interval_s", "old": 60, "new": 30},
     )
-    assert audit.station_action(req, {"ok": True, "changed": []}, before) is None
-    assert audit.station_action(req, {"ok": False, "error": "x"}, before) is None
-    pw = audit.command_request(["config", "set", "wifi.password", "hunter22"])
-    act = audit.station_action(pw, {"ok": True, "changed": ["wifi.password"]}, {})
+    assert actions.station_action(req, {"ok": True, "changed": []}, before) is None
+    assert actions.station_action(req, {"ok": False, "error": "x"}, before) is None
+    pw = actions.command_request(["config", "set", "wifi.password", "hunter22"])
+    act = actions.station_action(pw, {"ok": True, "changed": ["wifi.password"]}, {})
     assert act == ("station.config.set", {"key": "wifi.password", "old": "***", "new": "***"})
-    on = audit.command_request(["maint", "on"])
-    assert audit.station_action(on, {"ok": True}, {"maint": False})[0] == "station.maint.start"
-    assert audit.station_action(on, {"ok": True}, {"maint": True}) is None  # already on
-    off = audit.command_request(["config", "set", "maint", "false"])
-    assert audit.station_action(off, {"ok": True}, {"maint": True})[0] == "station.maint.end"
-    cal = audit.command_request(["calibrate", "pm25", "ref=35.5"])
-    assert audit.station_action(cal, {"ok": True, "result": {"k": 1.1}}) == (
+    on = actions.command_request(["maint", "on"])
+    assert (
+        actions.station_action(on, {"ok": True}, {"maint": False})[0]
+        == "station.maint.start"
+    )
+    assert actions.station_action(on, {"ok": True}, {"maint": True}) is None  # already on
+    off = actions.command_request(["config", "set", "maint", "false"])
+    assert (
+        actions.station_action(off, {"ok": True}, {"maint": True})[0] == "station.maint.end"
+    )
+    cal = actions.command_request(["calibrate", "pm25", "ref=35.5"])
+    assert actions.station_action(cal, {"ok": True, "result": {"k": 1.1}}) == (
         "station.calibrate",
         {"sensor": "pm25", "args": {"ref": 35.5}, "result": {"k": 1.1}},
     )
-    assert audit.station_action({"op": "reboot"}, {"ok": True}) == ("station.reboot", {})
+    assert actions.station_action({"op": "reboot"}, {"ok": True}) == ("station.reboot", {})
     # an MQTT request may set several keys at once
     many = {"op": "config", "set": {"interval_s": 30, "mqtt.password": "pw"}}
-    assert audit.station_action(many, {"ok": True, "changed": ["interval_s"]}) == (
+    assert actions.station_action(many, {"ok": True, "changed": ["interval_s"]}) == (
         "station.config.set",
         {"set": {"interval_s": 30, "mqtt.password": "***"}, "changed": ["interval_s"]},
     )
     for words in (["status"], ["config", "get", "x"], ["maint"], ["readings"], []):
-        assert audit.command_request(words) is None
+        assert actions.command_request(words) is None
 
 
 def test_named_api_keys_in_the_configuration(tmp_path: Path) -> None:

@@ -20,12 +20,12 @@ from conftest import wait_until
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from envnet.alerts.store import Alert
-from envnet.alertstore import SqliteAlertStore
-from envnet.audit import record_audit
 from envnet.cli import app as cli
 from envnet.config import load_config
-from envnet.services import free_port
+from envnet.devkit.services import free_port
+from envnet.domain.alerts.repository import Alert
+from envnet.store.alerts import SqliteAlertStore
+from envnet.store.audit import record_audit
 from server.app import create_app
 
 KEYS = {"admin": "k-admin-0123", "duty-room": "k-duty-4567", "ops": "k-ops-89ab"}

@@ -1,6 +1,6 @@
 """The command-line tools write their audit rows: `envnet provision` (as --actor or the OS
 user) and `envnet console` (as --user or the OS user) against the real firmware on the
-MicroPython unix port behind a pseudo-terminal (envnet/tools/ptyboard.py)."""
+MicroPython unix port behind a pseudo-terminal (envnet/devkit/ptyboard.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import serial
 from conftest import wait_until
 from typer.testing import CliRunner
 
-from envnet import audit
-from envnet.audit import query_audit
 from envnet.cli import app
-from envnet.statestore import SqliteStateStore
+from envnet.devkit.ptyboard import PtyBoard
+from envnet.store import audit
+from envnet.store.audit import query_audit
+from envnet.store.state import SqliteStateStore
 from envnet.tools import console, flash
 from envnet.tools import provision as pv
-from envnet.tools.ptyboard import PtyBoard
 
 pytestmark = pytest.mark.skipif(
     not Path(pv.MOSQUITTO_PASSWD).exists(), reason="mosquitto_passwd not installed"

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from envnet import contract
+from envnet.core import contract
 
 
 def _vectors() -> list[dict]:

@@ -17,8 +17,8 @@ import pytest
 from conftest import wait_until
 from mqtt_helpers import Publisher
 
-from envnet import grafana
-from envnet.statestore import SqliteStateStore
+from envnet.devkit import grafana
+from envnet.store.state import SqliteStateStore
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
@@ -48,10 +48,10 @@ def _load(path: Path) -> dict:
 
 def test_dashboard_files_are_current_and_valid():
     docs = grafana.build_all()
-    assert sorted(p.stem for p in DASHBOARDS) == sorted(docs), "run python -m envnet.grafana"
+    assert sorted(p.stem for p in DASHBOARDS) == sorted(docs), "run python -m envnet.devkit.grafana"
     for path in DASHBOARDS:
         assert path.read_text(encoding="utf-8") == grafana.dumps(docs[path.stem]), (
-            f"{path.name} is out of date: run python -m envnet.grafana"
+            f"{path.name} is out of date: run python -m envnet.devkit.grafana"
         )
         assert grafana.validate(_load(path)) == [], path.name
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from envnet.hj212 import codes
-from envnet.hj212.codec import DecodeError, FrameReader, Packet, decode, parse_segment
+from envnet.domain.hj212 import codes
+from envnet.domain.hj212.codec import DecodeError, FrameReader, Packet, decode, parse_segment
 
 
 def _table() -> list[int]:

@@ -13,13 +13,13 @@ from pathlib import Path
 from conftest import Proc, wait_until
 from mqtt_helpers import Publisher
 
-from envnet.alerts.windows import CST, DAY, HOUR, day_start
 from envnet.config import load_config
-from envnet.contract import Reading
-from envnet.hj212.codec import decode
-from envnet.hj212.testplatform import TestPlatform
-from envnet.hj212.uplink import Uplink
-from envnet.services import free_port
+from envnet.core.contract import Reading
+from envnet.devkit.hj212_platform import TestPlatform
+from envnet.devkit.services import free_port
+from envnet.domain.alerts.windows import CST, DAY, HOUR, day_start
+from envnet.domain.hj212.codec import decode
+from gateway.uplink import Uplink
 
 MN = "MN-AIR-01-0000000001"
 

@@ -29,8 +29,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from envnet import contract
-from envnet.statestore import SqliteStateStore
+from envnet.core import contract
+from envnet.store.state import SqliteStateStore
 
 MAX_PAYLOAD = 16_384  # the gateway's limit in this test (ENVNET_GATEWAY_MAX_PAYLOAD_BYTES)
 BATCH = 250

@@ -1,4 +1,4 @@
-"""`envnet release` / envnet/ota/bundle.py: the bundle as docs/ota.md defines it."""
+"""`envnet release` / envnet/domain/ota/bundle.py: the bundle as docs/ota.md defines it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from envnet.ota import bundle
+from envnet.domain.ota import manifest
+from envnet.tools import release
 from envnet.tools.flash import device_sources
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ def key() -> bytes:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, key) -> Path:
     out = tmp_path_factory.mktemp("rel")
-    return bundle.build_bundle("1.3.0", key, out, created=1_700_000_000)
+    return release.build_bundle("1.3.0", key, out, created=1_700_000_000)
 
 
 def test_layout_manifest_and_signature_follow_the_contract(built: Path, key: bytes):
@@ -57,7 +58,7 @@ def test_layout_manifest_and_signature_follow_the_contract(built: Path, key: byt
             assert data == (REPO / "firmware" / "main.py").read_bytes()
         else:
             assert data[:1] == MPY_MAGIC, f["path"]
-    assert bundle.verify_bundle(built, key) == m
+    assert manifest.verify_bundle(built, key) == m
     # nothing but the bundle is left in the releases directory (no temp dirs)
     assert sorted(p.name for p in built.parent.iterdir()) == ["1.3.0"]
 
@@ -66,22 +67,22 @@ def test_verify_catches_a_flipped_byte_a_wrong_key_and_a_missing_file(
     built: Path, key: bytes, tmp_path: Path
 ):
     copy = shutil.copytree(built, tmp_path / "1.3.0")
-    with pytest.raises(bundle.BundleError, match="bad signature"):
-        bundle.verify_bundle(copy, secrets.token_bytes(32))
+    with pytest.raises(manifest.BundleError, match="bad signature"):
+        manifest.verify_bundle(copy, secrets.token_bytes(32))
     f = copy / "files" / "lib" / "station.mpy"
     data = bytearray(f.read_bytes())
     data[7] ^= 0x80
     f.write_bytes(bytes(data))
-    with pytest.raises(bundle.BundleError, match="hash mismatch on lib/station.mpy"):
-        bundle.verify_bundle(copy, key)
+    with pytest.raises(manifest.BundleError, match="hash mismatch on lib/station.mpy"):
+        manifest.verify_bundle(copy, key)
     f.unlink()
-    with pytest.raises(bundle.BundleError, match="lib/station.mpy missing"):
-        bundle.verify_bundle(copy, key)
+    with pytest.raises(manifest.BundleError, match="lib/station.mpy missing"):
+        manifest.verify_bundle(copy, key)
     # a manifest edited after signing
     raw = (copy / "manifest.json").read_bytes().replace(b'"1.3.0"', b'"1.3.1"')
     (copy / "manifest.json").write_bytes(raw)
-    with pytest.raises(bundle.BundleError, match="bad signature"):
-        bundle.verify_bundle(copy, key)
+    with pytest.raises(manifest.BundleError, match="bad signature"):
+        manifest.verify_bundle(copy, key)
 
 
 def test_a_signed_manifest_with_a_traversal_path_is_refused(built: Path, key: bytes, tmp_path):
@@ -90,9 +91,9 @@ def test_a_signed_manifest_with_a_traversal_path_is_refused(built: Path, key: by
     m["files"][0]["path"] = "../../config.json"
     raw = json.dumps(m).encode()
     (copy / "manifest.json").write_bytes(raw)
-    (copy / "manifest.sig").write_text(bundle.sign(raw, key))
-    with pytest.raises(bundle.BundleError, match="bad path"):
-        bundle.verify_bundle(copy, key)
+    (copy / "manifest.sig").write_text(manifest.sign(raw, key))
+    with pytest.raises(manifest.BundleError, match="bad path"):
+        manifest.verify_bundle(copy, key)
 
 
 @pytest.mark.parametrize(
@@ -113,29 +114,29 @@ def test_a_signed_manifest_with_a_traversal_path_is_refused(built: Path, key: by
     ],
 )
 def test_safe_path(p, ok):
-    assert bundle.safe_path(p) is ok
+    assert manifest.safe_path(p) is ok
 
 
 def test_an_existing_version_is_never_overwritten(built: Path, key: bytes):
     before = (built / "manifest.json").read_bytes()
-    with pytest.raises(bundle.BundleError, match="already exists"):
-        bundle.build_bundle("1.3.0", key, built.parent)
+    with pytest.raises(manifest.BundleError, match="already exists"):
+        release.build_bundle("1.3.0", key, built.parent)
     assert (built / "manifest.json").read_bytes() == before
 
 
 def test_bad_inputs_are_refused_with_one_line(tmp_path: Path, key: bytes):
     for v in ("../x", "a/b", "", ".hidden", "x" * 70):
-        with pytest.raises(bundle.BundleError, match="version"):
-            bundle.build_bundle(v, key, tmp_path)
-    with pytest.raises(bundle.BundleError, match="at least 16"):
-        bundle.build_bundle("1.0.0", b"short", tmp_path)
+        with pytest.raises(manifest.BundleError, match="version"):
+            release.build_bundle(v, key, tmp_path)
+    with pytest.raises(manifest.BundleError, match="at least 16"):
+        release.build_bundle("1.0.0", b"short", tmp_path)
     (tmp_path / "k1").write_text("not hex\n")
-    with pytest.raises(bundle.BundleError, match="not a hex string"):
-        bundle.read_key_file(tmp_path / "k1")
+    with pytest.raises(manifest.BundleError, match="not a hex string"):
+        manifest.read_key_file(tmp_path / "k1")
     (tmp_path / "k2").write_text(" " + key.hex().upper() + "\n")
-    assert bundle.read_key_file(tmp_path / "k2") == key
-    with pytest.raises(bundle.BundleError, match="fleet key file"):
-        bundle.read_key_file(tmp_path / "missing")
+    assert manifest.read_key_file(tmp_path / "k2") == key
+    with pytest.raises(manifest.BundleError, match="fleet key file"):
+        manifest.read_key_file(tmp_path / "missing")
     assert list(tmp_path.glob("1.0.0*")) == [] and list(tmp_path.glob(".*")) == []
 
 
@@ -144,8 +145,8 @@ def test_firmware_that_does_not_compile_leaves_nothing_behind(tmp_path: Path, ke
     shutil.copytree(REPO / "firmware", fw, ignore=shutil.ignore_patterns("__pycache__"))
     (fw / "lib" / "broken.py").write_text("def f(:\n")
     out = tmp_path / "rel"
-    with pytest.raises(bundle.BundleError, match="mpy-cross failed on .*broken.py"):
-        bundle.build_bundle("2.0.0", key, out, firmware=fw)
+    with pytest.raises(manifest.BundleError, match="mpy-cross failed on .*broken.py"):
+        release.build_bundle("2.0.0", key, out, firmware=fw)
     assert list(out.iterdir()) == []
 
 
@@ -170,7 +171,7 @@ def test_cli_release_with_default_out_from_config(tmp_path: Path, key: bytes):
     r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert f"{rel / '1.4.0'}: " in r.stdout and "signed with fleet-7" in r.stdout
-    m = bundle.verify_bundle(rel / "1.4.0", key)
+    m = manifest.verify_bundle(rel / "1.4.0", key)
     assert m["key_id"] == "fleet-7" and m["confirm_deadline_s"] == 120
     again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2
@@ -181,7 +182,7 @@ def test_provision_writes_the_fleet_key_and_the_firmware_reads_it(tmp_path: Path
     from typer.testing import CliRunner
 
     from envnet.cli import app
-    from envnet.sim import FIRMWARE_DIR, micropython_bin
+    from envnet.devkit.sim import FIRMWARE_DIR, micropython_bin
     from envnet.tools import provision as pv
 
     if not Path(pv.MOSQUITTO_PASSWD).exists():
@@ -241,7 +242,7 @@ def test_envnet_flash_drops_the_boot_pointer_so_the_flashed_firmware_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     # flash_port runs this script on the board after copying; here on the unix port.
-    from envnet.sim import micropython_bin
+    from envnet.devkit.sim import micropython_bin
     from envnet.tools import flash
 
     (tmp_path / "ota.json").write_text('{"active": "a"}')

@@ -17,8 +17,8 @@ import pytest
 from conftest import Proc, wait_until
 from ota_helpers import FLEET_KEY, StandIn, make_release
 
-from envnet.services import Mosquitto, free_port
-from envnet.statestore import SqliteStateStore
+from envnet.devkit.services import Mosquitto, free_port
+from envnet.store.state import SqliteStateStore
 
 AUTH = {"Authorization": "Bearer test-key"}
 TICK_S = 0.2
@@ -359,7 +359,7 @@ class RealFleet:
         )
 
     def build(self, version: str, crash: str | None = None) -> None:
-        """`envnet release` (envnet.ota.bundle) of the repo's firmware, or of a copy whose
+        """`envnet release` (envnet.domain.ota.bundle) of the repo's firmware, or of a copy whose
         station module raises `crash` on import."""
         fw = None
         if crash:

@@ -157,7 +157,7 @@ def test_registration_verifies_signature_and_every_file(ota_server: str, tmp_pat
 def test_release_changed_after_registration_cannot_be_rolled_out(
     ota_server: str, ota_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from envnet.statestore import SqliteStateStore
+    from envnet.store.state import SqliteStateStore
 
     store = SqliteStateStore(ota_env["ENVNET_STORE_PATH"])
     store.register_station("sy-canary-1", "air", {"group": "canary"})
@@ -199,7 +199,7 @@ def test_server_without_fleet_key_still_refuses_broken_bundles(
 def test_group_assignment_decides_the_canary_stage(
     ota_server: str, ota_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from envnet.statestore import SqliteStateStore
+    from envnet.store.state import SqliteStateStore
 
     store = SqliteStateStore(ota_env["ENVNET_STORE_PATH"])
     for sid in ("sy-air-001", "sy-air-002", "sy-air-003"):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from envnet.config import load_config
-from envnet.services import InfluxDB, free_port
+from envnet.devkit.services import InfluxDB, free_port
 from server.app import create_app
 
 AUTH = {"Authorization": "Bearer test-key"}

@@ -19,7 +19,7 @@ import httpx
 from conftest import wait_until
 from mqtt_helpers import Publisher
 
-from envnet.statestore import SqliteStateStore
+from envnet.store.state import SqliteStateStore
 
 CST = timezone(timedelta(hours=8))
 HOUR = 3600

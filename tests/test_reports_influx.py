@@ -7,9 +7,9 @@ import urllib.request
 from datetime import date, datetime, timedelta, timezone
 
 from envnet.config import load_config
-from envnet.reports.influx import InfluxQL, hourly_counts
-from envnet.reports.service import Reports
-from envnet.statestore import SqliteStateStore
+from envnet.store.influx.reports import InfluxQL, hourly_counts
+from envnet.store.state import SqliteStateStore
+from server.reports.service import Reports
 
 CST = timezone(timedelta(hours=8))
 D1 = date(2026, 3, 1)

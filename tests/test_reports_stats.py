@@ -6,10 +6,11 @@ from datetime import date
 
 import pytest
 
-from envnet.reports import completeness, daily, export, rules, stats, water
-from envnet.reports.service import good_days_progress, pm25_progress
-from envnet.reports.stations import StationInfo
-from envnet.standards import gb3095
+from envnet.core.standards import gb3095
+from envnet.domain.reports import daily, export, rules, stats, water
+from envnet.domain.reports.stations import StationInfo
+from server.reports import completeness
+from server.reports.service import good_days_progress, pm25_progress
 
 V = gb3095.validity()  # 45 min / 6 h / 20 h
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envnet.standards.episodes import assess, episode_level
+from envnet.core.standards.episodes import assess, episode_level
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envnet.standards import gb3095
+from envnet.core.standards import gb3095
 
 # Transcribed from standards.md: (pollutant, window) -> (Grade II, Grade I)
 TABLE = {

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envnet.standards import gb3838
+from envnet.core.standards import gb3838
 
 # Transcribed from standards.md; classes I..V.
 UPPER = {  # value <= limit

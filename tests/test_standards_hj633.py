@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envnet.standards import UnknownEdition, get_edition, hj633
+from envnet.core.standards import UnknownEdition, get_edition, hj633
 
 STEPS = (0, 50, 100, 150, 200, 300, 400, 500)
 # Transcribed independently from standards.md (HJ 633-2012 Table 1).

@@ -1,6 +1,6 @@
 """GET /stations at scale: state derived in SQL, paging with X-Total-Count and Link.
 
-The fast path builds each station's JSON in SQLite (envnet.statestore.station_views_json);
+The fast path builds each station's JSON in SQLite (envnet.store.state.station_views_json);
 these tests hold it to the Python definition (server.app.view / derive_state, which
 /stations/{id} still uses) on every kind of row, and check the paging contract.
 """
@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from envnet.config import load_config
-from envnet.statestore import SqliteStateStore
+from envnet.store.state import SqliteStateStore
 from server.app import create_app, view
 
 

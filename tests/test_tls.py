@@ -25,7 +25,7 @@ import pytest
 from conftest import Proc, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
-from envnet.services import (
+from envnet.devkit.services import (
     OPENSSL_BIN,
     InfluxDB,
     Mosquitto,
@@ -34,7 +34,7 @@ from envnet.services import (
     free_port,
     make_test_certs,
 )
-from envnet.sim import FIRMWARE_DIR, SimStation, micropython_bin, station_config
+from envnet.devkit.sim import FIRMWARE_DIR, SimStation, micropython_bin, station_config
 from envnet.tools import provision as pv
 
 pytestmark = pytest.mark.skipif(not Path(OPENSSL_BIN).exists(), reason="openssl not installed")

@@ -1,7 +1,7 @@
 """envnet flash + envnet console against the real firmware on the MicroPython unix port.
 
 The "board" is `micropython` (its REPL, then the flashed main.py in the same process) behind
-a pseudo-terminal (envnet/tools/ptyboard.py). The real mpremote copies and verifies the
+a pseudo-terminal (envnet/devkit/ptyboard.py). The real mpremote copies and verifies the
 files; the real pyserial console then reads status and live readings from that process,
 which publishes with its provisioned credentials through a real Mosquitto with the ACL.
 """
@@ -22,10 +22,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
 from envnet.cli import app
-from envnet.services import Mosquitto, free_port
+from envnet.devkit.ptyboard import PtyBoard
+from envnet.devkit.services import Mosquitto, free_port
 from envnet.tools import console, flash
 from envnet.tools import provision as pv
-from envnet.tools.ptyboard import PtyBoard
 
 SID = "sy-air-hp-01"
 

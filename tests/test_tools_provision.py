@@ -14,9 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
 from envnet.cli import app
-from envnet.services import Mosquitto, free_port
-from envnet.sim import FIRMWARE_DIR, micropython_bin
-from envnet.statestore import SqliteStateStore
+from envnet.devkit.services import Mosquitto, free_port
+from envnet.devkit.sim import FIRMWARE_DIR, micropython_bin
+from envnet.store.state import SqliteStateStore
 from envnet.tools import provision as pv
 
 pytestmark = pytest.mark.skipif(

@@ -12,10 +12,9 @@ import httpx
 from conftest import Proc, wait_until
 from typer.testing import CliRunner
 
-from envnet.cli import app
-from envnet.services import free_port
-from envnet.statestore import SqliteStateStore
-from envnet.tools import views
+from envnet.cli import app, views
+from envnet.devkit.services import free_port
+from envnet.store.state import SqliteStateStore
 
 
 def test_stations_and_alerts_tables_from_the_real_server(tmp_path: Path) -> None:

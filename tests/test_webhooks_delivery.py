@@ -22,7 +22,7 @@ import pytest
 from conftest import Proc, wait_until
 
 from envnet.config import load_config
-from envnet.services import free_port
+from envnet.devkit.services import free_port
 from server.events import emit
 
 REPO = Path(__file__).resolve().parent.parent

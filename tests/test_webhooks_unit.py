@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from envnet.config import ConfigError, WebhookSettings, load_config
-from envnet.statestore import SqliteStateStore
+from envnet.store.state import SqliteStateStore
 from server import outbox as ob
 from server.events import emit
 
@@ -288,8 +288,8 @@ def test_metrics_reexport_gateway_counters_and_alerts(tmp_path: Path) -> None:
     store = app.state.store
     for gid in ("gw-a", "gw-b"):
         store.put_kv(f"gateway:{gid}:metrics", {"at": time.time(), "metrics": gw.snapshot()})
-    from envnet.alerts.store import Alert
-    from envnet.alertstore import SqliteAlertStore
+    from envnet.domain.alerts.repository import Alert
+    from envnet.store.alerts import SqliteAlertStore
 
     alerts = SqliteAlertStore(store)  # the alert engine's real store, in the same database
     for aid, state in (("a1", "open"), ("a2", "acknowledged"), ("a3", "resolved")):
@@ -325,8 +325,8 @@ def test_metrics_reexport_gateway_counters_and_alerts(tmp_path: Path) -> None:
 
 
 def test_alert_engine_events_map_to_webhook_bodies(box: ob.Outbox, tmp_path: Path) -> None:
-    from envnet.alerts.engine import AlertEvent
-    from envnet.alerts.store import Alert
+    from envnet.domain.alerts.engine import AlertEvent
+    from envnet.domain.alerts.repository import Alert
     from server.events import emit_alert_event
 
     sub = _sub(box, severities=["high"])

@@ -21,8 +21,9 @@ from typing import Annotated
 import serial
 import typer
 
-from envnet import audit
 from envnet.config import ConfigError, load_config
+from envnet.domain import station_actions
+from envnet.store import audit
 
 BAUD = 115200
 REBOOT_MARKS = (b"rst:", b"ets ", b"boot:", b"MicroPython v", b"rebooting")
@@ -136,7 +137,7 @@ def human(res: dict) -> str:
 
 @dataclass(frozen=True)
 class AuditTo:
-    """Where and as whom a console change is recorded (envnet/audit.py, docs/audit.md)."""
+    """Where and as whom a console change is recorded (envnet/store/audit.py, docs/audit.md)."""
 
     store_path: Path
     user: str
@@ -153,7 +154,7 @@ def _before(ser: serial.Serial, req: dict, timeout: float) -> dict:
 
 
 def _record(to: AuditTo, port: str, req: dict, before: dict, res: dict) -> None:
-    row = audit.station_action(req, res, before)
+    row = station_actions.station_action(req, res, before)
     if row is None:
         return
     action, detail = row
@@ -179,7 +180,7 @@ def one_shot(
     """One command; with `audit_to`, a change the station accepts gets its audit row."""
     ser = open_port(port)
     try:
-        req = audit.command_request(words)
+        req = station_actions.command_request(words)
         if audit_to is None or req is None:
             return request(ser, words, timeout)
         before = _before(ser, req, timeout)
@@ -193,7 +194,7 @@ def one_shot(
 def _audited_line(ser: serial.Serial, line: str, to: AuditTo, lock: threading.Lock) -> bool:
     """Run a changing command typed at the interactive console through the JSON path, so the
     audit row is written only when the station accepts it. False: not a changing command."""
-    req = audit.command_request(line.split())
+    req = station_actions.command_request(line.split())
     if req is None:
         return False
     with lock:  # the reader thread waits meanwhile
@@ -266,7 +267,7 @@ def command(
     Changes (config set, calibrate, maint on|off, reboot) are recorded in the audit trail of
     the state store (store.path) as --user."""
     to = None
-    if not words or audit.command_request(words) is not None:  # reads need no state store
+    if not words or station_actions.command_request(words) is not None:  # reads need no state store
         try:
             to = AuditTo(Path(load_config(config).store.path), user or audit.os_user())
         except ConfigError as e:

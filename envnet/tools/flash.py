@@ -71,7 +71,7 @@ def mpy_cross_bin() -> str:
 
 def device_sources(firmware: Path = FIRMWARE) -> list[tuple[Path, str]]:
     """Every firmware file that goes onto a board: (source, path on the board). Also the
-    file set of an OTA bundle (envnet/ota/bundle.py), there relative to a firmware slot."""
+    file set of an OTA bundle (envnet/domain/ota/bundle.py), there relative to a firmware slot."""
     sources = [(firmware / "main.py", "main.py"), (firmware / "board.py", "board.py")]
     sources += [(p, f"lib/{p.name}") for p in sorted((firmware / "lib").glob("*.py"))]
     sources += [(p, f"lib/{p.name}") for p in sorted((firmware / "drivers").glob("*.py"))]

@@ -20,9 +20,10 @@ from urllib.parse import urlparse
 
 import typer
 
-from envnet import audit, contract
 from envnet.config import ConfigError, load_config
-from envnet.statestore import SqliteStateStore
+from envnet.core import contract
+from envnet.store import audit
+from envnet.store.state import SqliteStateStore
 
 REPO = Path(__file__).resolve().parents[2]
 BOARDS_DIR = REPO / "hardware" / "boards"
@@ -231,7 +232,7 @@ def command(
     fleet_key_id: Annotated[str, typer.Option(help="id of the OTA fleet key")] = "fleet-1",
 ) -> None:
     """Provision a station: config.json, MQTT credentials + ACL, registry entry."""
-    from envnet.ota.bundle import BundleError, read_key_file
+    from envnet.domain.ota.manifest import BundleError, read_key_file
 
     try:
         settings = load_config(config)

@@ -141,7 +141,7 @@ def _free_port() -> int:
 
 
 class _LocalMosquitto:
-    """Fallback when envnet.services is not importable: same start/stop/port surface."""
+    """Fallback when envnet.devkit.services is not importable: same start/stop/port surface."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = Path(workdir)
@@ -181,13 +181,13 @@ class _LocalMosquitto:
 
 @contextmanager
 def broker(workdir: Path | None = None):
-    """A real Mosquitto on a free port (the lead's envnet.services when present)."""
+    """A real Mosquitto on a free port (the lead's envnet.devkit.services when present)."""
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory()
         workdir = Path(tmp.name)
     try:
-        from envnet.services import Mosquitto
+        from envnet.devkit.services import Mosquitto
     except ImportError:
         Mosquitto = _LocalMosquitto
     m = Mosquitto(Path(workdir) / "mosquitto")
@@ -347,15 +347,15 @@ def release_server(releases_dir: Path, workdir: Path, mqtt_port: int | None = No
 def build_release(
     releases_dir: Path, version: str, key: bytes, firmware: Path | None = None, **kw
 ) -> Path:
-    """`envnet release` as a function (envnet/ota/bundle.py) over `firmware` (default: FW)."""
-    from envnet.ota.bundle import build_bundle
+    """`envnet release` as a function (envnet/domain/ota/bundle.py) over `firmware` (default: FW)."""
+    from envnet.tools.release import build_bundle
 
     return build_bundle(version, key, releases_dir, firmware=firmware or FW, **kw)
 
 
 def derive_release(src: Path, version: str, key: bytes) -> Path:
     """A copy of the release `src` renamed to `version` and signed with `key` (no rebuild)."""
-    from envnet.ota.bundle import sign
+    from envnet.domain.ota.manifest import sign
 
     dest = Path(src).parent / version
     shutil.copytree(src, dest)

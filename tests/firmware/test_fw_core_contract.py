@@ -13,13 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "firmware"))
 import harness  # noqa: E402
 
-VECTORS = ROOT / "envnet" / "contract" / "vectors"
+VECTORS = ROOT / "envnet" / "core" / "contract" / "vectors"
 TOP = ("v", "seq", "ts", "kind", "values", "flags")
 
 
 def test_generated_contract_module_is_fresh():
     r = subprocess.run(
-        [sys.executable, str(ROOT / "firmware/tools/gen_contract.py"), "--check"],
+        [sys.executable, "-m", "envnet.devkit.gen_contract", "--check"],
         capture_output=True,
         text=True,
     )

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 from mpyhost import ROOT, run_case  # noqa: E402
 
 BOARDS = sorted((ROOT / "hardware" / "boards").glob("*.json"))
-CONTRACT = json.loads((ROOT / "envnet" / "contract" / "v1.json").read_text())
+CONTRACT = json.loads((ROOT / "envnet" / "core" / "contract" / "v1.json").read_text())
 DRIVERS_DIR = ROOT / "firmware" / "drivers"
 
 # ESP32 (WROOM) GPIO facts

@@ -145,7 +145,7 @@ def test_update_applied_confirmed_and_a_second_one_uses_the_other_slot(
     station.start()
     station.wait_birth("9.2.0")
     # every report the firmware sent is one the gateway's contract model accepts
-    from envnet.contract import OtaReport
+    from envnet.core.contract import OtaReport
 
     for r in station.ota_reports():
         assert OtaReport.model_validate(r).model_dump()["from"] == r["from"]
@@ -188,7 +188,7 @@ def test_release_that_crashes_on_boot_is_rolled_back_with_the_reason(
     p = station.pointer()
     assert p["pending"] is None and (p["active"] or "") == "" and p["report"] is None
     assert "confirmed" not in [x["state"] for x in station.ota_reports()]
-    from envnet.contract import OtaReport
+    from envnet.core.contract import OtaReport
 
     for x in station.ota_reports():  # failed/rolled_back too: the gateway accepts them
         OtaReport.model_validate(x)

@@ -1,0 +1,3 @@
+from envnet.cli import app
+
+app()

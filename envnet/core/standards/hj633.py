@@ -1,0 +1,258 @@
+"""HJ 633-2012 Technical Regulation on Ambient Air Quality Index: IAQI, AQI, categories.
+
+The breakpoints (Table 1) and categories (Table 2) are data below, keyed by designation; the
+functions only read them. Only the 2012 edition ships: HJ 633-2024's full table is not in our
+reference and no breakpoint of it is invented here (see editions.py).
+
+Arithmetic is exact (fractions of the decimal value as written), so a concentration that sits
+on a breakpoint gives exactly that breakpoint's IAQI before rounding up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+from envnet.core.standards.editions import DEFAULT_EDITION, get_edition
+
+Column = Literal["1h", "8h", "24h"]
+
+# HJ 633-2012 Table 1 order; also the order ties are reported in.
+POLLUTANTS: tuple[str, ...] = ("so2", "no2", "pm10", "co", "o3", "pm25")
+
+POLLUTANT_LABELS: dict[str, tuple[str, str]] = {
+    "so2": ("二氧化硫(SO2)", "SO2"),
+    "no2": ("二氧化氮(NO2)", "NO2"),
+    "pm10": ("颗粒物(PM10)", "PM10"),
+    "co": ("一氧化碳(CO)", "CO"),
+    "o3": ("臭氧(O3)", "O3"),
+    "pm25": ("细颗粒物(PM2.5)", "PM2.5"),
+}
+
+IAQI_STEPS: dict[str, tuple[int, ...]] = {
+    "HJ 633-2012": (0, 50, 100, 150, 200, 300, 400, 500),
+}
+
+# Table 1 breakpoints, ug/m3 (CO mg/m3), one entry per IAQI step. A column shorter than the
+# steps ends where the standard stops indexing it: SO2 1 h above 800 (use the 24 h IAQI) and
+# O3 8 h above 800 (use the 1 h IAQI).
+BREAKPOINTS: dict[str, dict[tuple[str, Column], tuple[float, ...]]] = {
+    "HJ 633-2012": {
+        ("so2", "24h"): (0, 50, 150, 475, 800, 1600, 2100, 2620),
+        ("so2", "1h"): (0, 150, 500, 650, 800),
+        ("no2", "24h"): (0, 40, 80, 180, 280, 565, 750, 940),
+        ("no2", "1h"): (0, 100, 200, 700, 1200, 2340, 3090, 3840),
+        ("pm10", "24h"): (0, 50, 150, 250, 350, 420, 500, 600),
+        ("co", "24h"): (0, 2, 4, 14, 24, 36, 48, 60),
+        ("co", "1h"): (0, 5, 10, 35, 60, 90, 120, 150),
+        ("o3", "1h"): (0, 160, 200, 300, 400, 800, 1000, 1200),
+        ("o3", "8h"): (0, 100, 160, 215, 265, 800),
+        ("pm25", "24h"): (0, 35, 75, 115, 150, 250, 350, 500),
+    },
+}
+
+# Which column each pollutant's hourly (real-time) IAQI uses: PM has no 1 h column, so its
+# 24 h column is applied to the hourly concentration.
+HOURLY_COLUMN: dict[str, Column] = {
+    "so2": "1h",
+    "no2": "1h",
+    "co": "1h",
+    "o3": "1h",
+    "pm10": "24h",
+    "pm25": "24h",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    level: int  # 1..6
+    roman: str  # I..VI
+    aqi_min: int
+    aqi_max: int | None  # None: no upper bound
+    name_zh: str
+    name_en: str
+    colour_zh: str
+    colour_en: str
+    rgb: str  # HJ 633-2012 appendix colour, for dashboards
+
+
+# Table 2: AQI levels, categories and colours.
+CATEGORIES: dict[str, tuple[Category, ...]] = {
+    "HJ 633-2012": (
+        Category(1, "I", 0, 50, "优", "excellent", "绿色", "green", "#00e400"),
+        Category(2, "II", 51, 100, "良", "good", "黄色", "yellow", "#ffff00"),
+        Category(3, "III", 101, 150, "轻度污染", "lightly polluted", "橙色", "orange", "#ff7e00"),
+        Category(4, "IV", 151, 200, "中度污染", "moderately polluted", "红色", "red", "#ff0000"),
+        Category(5, "V", 201, 300, "重度污染", "heavily polluted", "紫色", "purple", "#99004c"),
+        Category(
+            6, "VI", 301, None, "严重污染", "severely polluted", "褐红色", "maroon", "#7e0023"
+        ),
+    ),
+}
+
+PRIMARY_MIN_AQI = 50  # a primary pollutant is named only when AQI > 50
+EXCEEDING_IAQI = 100  # a pollutant with IAQI > 100 is exceeding
+
+CLAUSE_TABLE1 = "Table 1"
+CLAUSE_SO2_NOTE = "Table 1 note: SO2 1 h > 800 ug/m3 is not indexed, the 24 h IAQI is reported"
+CLAUSE_O3_NOTE = "Table 1 note: O3 8 h > 800 ug/m3 is not indexed, the 1 h IAQI is reported"
+CLAUSE_TABLE2 = "Table 2"
+
+
+@dataclass(frozen=True, slots=True)
+class Iaqi:
+    pollutant: str
+    column: Column  # the column the index was read from
+    concentration: float  # the concentration it was read for
+    value: int
+    note: str | None = None  # which other-column rule applied, if any
+
+
+@dataclass(frozen=True, slots=True)
+class AqiResult:
+    window: Literal["1h", "24h"]  # hourly (real-time) or daily
+    aqi: int | None  # None: no pollutant had valid data
+    iaqi: dict[str, Iaqi]
+    primary: tuple[str, ...]
+    exceeding: tuple[str, ...]
+    category: Category | None
+    edition: str
+    standard: str
+    clauses: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["primary"] = list(self.primary)
+        d["exceeding"] = list(self.exceeding)
+        d["clauses"] = list(self.clauses)
+        return d
+
+
+def _designation(edition: str) -> str:
+    return get_edition(edition).aqi
+
+
+def breakpoints(pollutant: str, column: Column, edition: str = DEFAULT_EDITION) -> tuple:
+    return BREAKPOINTS[_designation(edition)][(pollutant, column)]
+
+
+def _exact(x: float) -> Fraction:
+    # repr() is the shortest decimal that round-trips: 35.1 is taken as 35.1, not its binary.
+    return Fraction(repr(float(x)))
+
+
+def iaqi(pollutant: str, column: Column, conc: float, edition: str = DEFAULT_EDITION) -> int | None:
+    """IAQI of one concentration in one column, rounded up; None above a column's end.
+
+    Above the IAQI 500 breakpoint the index is capped at 500 (the scale ends there; the
+    category is "severely polluted" either way).
+    """
+    if conc < 0 or not math.isfinite(conc):
+        raise ValueError(f"{pollutant} concentration must be finite and >= 0 (got {conc})")
+    designation = _designation(edition)
+    bps = BREAKPOINTS[designation][(pollutant, column)]
+    steps = IAQI_STEPS[designation]
+    c = _exact(conc)
+    if c > bps[-1]:
+        return steps[-1] if len(bps) == len(steps) else None
+    for i in range(1, len(bps)):
+        if c <= bps[i]:
+            lo, hi = Fraction(bps[i - 1]), Fraction(bps[i])
+            value = Fraction(steps[i] - steps[i - 1]) / (hi - lo) * (c - lo) + steps[i - 1]
+            return math.ceil(value)
+    raise AssertionError("unreachable: c <= bps[-1]")
+
+
+def category(aqi: int, edition: str = DEFAULT_EDITION) -> Category:
+    for cat in CATEGORIES[_designation(edition)]:
+        if cat.aqi_max is None or aqi <= cat.aqi_max:
+            return cat
+    raise AssertionError("unreachable: the last category is unbounded")
+
+
+def category_by_level(level: int, edition: str = DEFAULT_EDITION) -> Category:
+    return CATEGORIES[_designation(edition)][level - 1]
+
+
+def _result(window: Literal["1h", "24h"], parts: dict[str, Iaqi], edition: str) -> AqiResult:
+    designation = _designation(edition)
+    clauses = {CLAUSE_TABLE1, CLAUSE_TABLE2} | {p.note for p in parts.values() if p.note}
+    if not parts:
+        return AqiResult(window, None, {}, (), (), None, edition, designation, ())
+    aqi = max(p.value for p in parts.values())
+    primary = tuple(p for p in POLLUTANTS if p in parts and parts[p].value == aqi)
+    return AqiResult(
+        window=window,
+        aqi=aqi,
+        iaqi=parts,
+        primary=primary if aqi > PRIMARY_MIN_AQI else (),
+        exceeding=tuple(p for p in POLLUTANTS if p in parts and parts[p].value > EXCEEDING_IAQI),
+        category=category(aqi, edition),
+        edition=edition,
+        standard=designation,
+        clauses=tuple(sorted(clauses)),
+    )
+
+
+def hourly_aqi(
+    conc_1h: Mapping[str, float],
+    so2_24h: float | None = None,
+    edition: str = DEFAULT_EDITION,
+) -> AqiResult:
+    """Real-time AQI from hourly means; keys other than the six pollutants are ignored.
+
+    SO2 1 h above 800: the 24 h IAQI is reported, from `so2_24h` (the valid 24 h mean) when
+    given; without one, the 24 h column is applied to the hourly value, which continues the
+    1 h column without a step (both give 200 at 800).
+    """
+    parts: dict[str, Iaqi] = {}
+    for p in POLLUTANTS:
+        if p not in conc_1h:
+            continue
+        c = conc_1h[p]
+        column = HOURLY_COLUMN[p]
+        value = iaqi(p, column, c, edition)
+        if value is not None:
+            parts[p] = Iaqi(p, column, c, value)
+            continue
+        c24 = so2_24h if so2_24h is not None else c
+        parts[p] = Iaqi(p, "24h", c24, _not_none(iaqi(p, "24h", c24, edition)), CLAUSE_SO2_NOTE)
+    return _result("1h", parts, edition)
+
+
+def daily_aqi(
+    conc_24h: Mapping[str, float],
+    o3_8h_max: float | None = None,
+    o3_1h_max: float | None = None,
+    edition: str = DEFAULT_EDITION,
+) -> AqiResult:
+    """Daily AQI from 24 h means of SO2, NO2, PM10, CO, PM2.5 and O3's daily max 8 h mean.
+
+    O3 8 h above 800: the 1 h IAQI of `o3_1h_max` is reported; without one, the 1 h column is
+    applied to the 8 h value (both columns give 300 at 800, so there is no step).
+    """
+    if "o3" in conc_24h:
+        raise ValueError("pass O3 as o3_8h_max (and o3_1h_max), not as a 24 h mean")
+    parts: dict[str, Iaqi] = {}
+    for p in POLLUTANTS:
+        if p in conc_24h:
+            parts[p] = Iaqi(p, "24h", conc_24h[p], _not_none(iaqi(p, "24h", conc_24h[p], edition)))
+    if o3_8h_max is not None:
+        value = iaqi("o3", "8h", o3_8h_max, edition)
+        if value is not None:
+            parts["o3"] = Iaqi("o3", "8h", o3_8h_max, value)
+        else:
+            c1 = o3_1h_max if o3_1h_max is not None else o3_8h_max
+            parts["o3"] = Iaqi(
+                "o3", "1h", c1, _not_none(iaqi("o3", "1h", c1, edition)), CLAUSE_O3_NOTE
+            )
+    return _result("24h", parts, edition)
+
+
+def _not_none(v: int | None) -> int:
+    if v is None:
+        raise AssertionError("other-column fallback is indexed by construction")
+    return v

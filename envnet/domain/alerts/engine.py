@@ -1,0 +1,802 @@
+"""The alert evaluator: readings, health and status in; alert lifecycle events out.
+
+    ev = Evaluator(settings, store)
+    events = ev.on_reading(station_meta, reading, received_at)   # also on_health, on_status
+    events += ev.tick(now)                                       # every few seconds
+    points = ev.drain_results()                                  # AQI / water class records
+
+Lifecycle: at most one open alert per (station, rule, parameter). A bad observation opens
+one (alert.opened) or, when its severity is higher than the alert's, escalates it
+(alert.escalated; an acknowledged alert returns to open, so a person looks again). A person
+acknowledges (alert.acknowledged). The alert resolves (alert.resolved) only once values have
+stayed within the limit for the rule's hold time; any bad value in between restarts the
+hold, so a value oscillating around the limit keeps one alert open instead of flapping.
+
+Clocks: window rules observe at data time (the end of the window), so offline replays and
+compressed demos evaluate like live data; fault rules observe at receive time, and tick()
+resolves them once their hold has passed while the station is alive. A window without enough
+valid data yields no observation at all: no alert, and no resolution either.
+
+Single-threaded: the gateway calls it from one thread. Several gateways must partition the
+stream by station (DESIGN.md); the network-wide episode then runs in one of them.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from envnet.core import contract
+from envnet.core.standards import gb3095, gb3838, hj633
+from envnet.core.standards.episodes import assess
+from envnet.domain.alerts import rules
+from envnet.domain.alerts.repository import Alert, AlertStore, HistoryEntry, InMemoryAlertStore
+from envnet.domain.alerts.rules import RULES, AlertSettings, Observation, severity_rank
+from envnet.domain.alerts.windows import (
+    DAY,
+    EXCLUDED_FLAGS,
+    NOT_EVALUATED_FLAGS,
+    Closed,
+    DayMeans,
+    HourMeans,
+    StationWindows,
+    day_label,
+    day_start,
+)
+
+EventType = Literal[
+    "alert.opened", "alert.escalated", "alert.acknowledged", "alert.resolved", "episode.changed"
+]
+NETWORK = "*"  # the station of network-wide alerts; never a valid station id
+EPISODE_KEY = "episode"
+EPISODE_LOOKBACK_DAYS = 7  # red needs 4 days; a week of context is plenty
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    type: EventType
+    at: float  # wall-clock time of the change
+    alert: Alert | None = None
+    episode: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The webhook body."""
+        d: dict[str, Any] = {"type": self.type, "at": self.at}
+        if self.alert is not None:
+            d["alert"] = self.alert.to_dict()
+        if self.episode is not None:
+            d["episode"] = self.episode
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRecord:
+    """A computed index: one InfluxDB point (the names the Grafana dashboards query).
+
+    aqi: tags station, window ("1h" hourly / "24h" daily), edition, and district, river,
+    section where the registry has them; fields aqi, level (1-6), category_zh, category_en,
+    colour, primary and exceeding (comma-separated pollutants), standard, iaqi_<pollutant>,
+    lat and lon where known.
+    water_class: tags station, edition, district, river, section, target_class ("III");
+    fields class (Chinese label, "Ⅳ类"), class_en, class_num (1-6, 6 = worse than V),
+    target_num and exceeding (0/1) when the station has a target, worst (parameters),
+    class_<parameter> (1-6), standard.
+    """
+
+    measurement: Literal["aqi", "water_class"]
+    station: str
+    # hourly: the hour's end (Chinese reporting labels an hour by its end); daily: the CST
+    # day's start
+    ts: float
+    tags: dict[str, str]
+    fields: dict[str, float | int | str]
+
+
+@dataclass(frozen=True, slots=True)
+class StationInfo:
+    """The station metadata the rules read, normalised from the registry's dict.
+
+    Keys read: id (or station), kind, class (or station_class), interval_s, target_class
+    (or target_water_class: 3, "III", "Ⅲ"), waterbody ("river", "lake", "reservoir"),
+    drinking_water_source (or drinking_source), air_grade (1 or 2); for index records also
+    district, river, section, and lat/lon (or coordinates: [lat, lon] or {"lat", "lon"}).
+    """
+
+    id: str
+    kind: str
+    station_class: str
+    interval_s: float
+    target_class: int | None
+    waterbody: gb3838.Waterbody
+    drinking_source: bool
+    air_grade: int | None
+    tags: tuple[tuple[str, str], ...] = ()  # district, river, section
+    lat: float | None = None
+    lon: float | None = None
+
+    @classmethod
+    def from_meta(
+        cls,
+        meta: Mapping[str, Any] | None,
+        msg: Mapping[str, Any],
+        station: str | None = None,
+        known_kind: str | None = None,
+    ) -> StationInfo:
+        m = meta or {}
+        sid = station or m.get("id") or m.get("station") or msg.get("station")
+        if not sid:
+            raise ValueError(
+                "station id missing: pass station=, station_meta['id'] or a row's 'station'"
+            )
+        # A health or status message carries no kind: keep the one a reading or meta gave.
+        kind = str(m.get("kind") or msg.get("kind") or known_kind or "air")
+        target = m.get("target_class", m.get("target_water_class"))
+        interval = m.get("interval_s") or contract.KINDS.get(kind, {}).get("interval_s", 60)
+        return cls(
+            id=str(sid),
+            kind=kind,
+            station_class=str(m.get("class") or m.get("station_class") or "micro"),
+            interval_s=float(interval),
+            target_class=gb3838.parse_class(target) if target not in (None, "") else None,
+            waterbody="lake" if m.get("waterbody") in ("lake", "reservoir") else "river",
+            drinking_source=bool(m.get("drinking_water_source", m.get("drinking_source", False))),
+            air_grade=int(m["air_grade"]) if m.get("air_grade") else None,
+            tags=tuple((k, str(m[k])) for k in ("district", "river", "section") if m.get(k)),
+            **_coordinates(m),
+        )
+
+
+def _coordinates(m: Mapping[str, Any]) -> dict[str, float]:
+    c = m.get("coordinates")
+    if isinstance(c, Mapping):
+        c = (c.get("lat"), c.get("lon"))
+    lat, lon = c if isinstance(c, list | tuple) and len(c) == 2 else (m.get("lat"), m.get("lon"))
+    return {"lat": float(lat), "lon": float(lon)} if _number(lat) and _number(lon) else {}
+
+
+@dataclass
+class _Station:
+    info: StationInfo
+    windows: StationWindows
+    rules: dict[str, Any]  # last_seen, flat-line and jump trackers, last dropped count
+    latest: dict[str, Any]  # latest indices, for the server
+    open_keys: set[tuple[str, str]] = field(default_factory=set)
+    dirty: bool = False
+    meta: Mapping[str, Any] | None = None  # the registry dict `info` was built from
+
+    def state(self) -> dict[str, Any]:
+        return {"windows": self.windows.state(), "rules": self.rules, "latest": self.latest}
+
+
+def _settings(settings: Any) -> tuple[AlertSettings, str]:
+    """AlertSettings alone, or envnet's Settings (its `alerts` section and standards.edition)."""
+    if settings is None:
+        return AlertSettings(), AlertSettings().edition
+    if isinstance(settings, AlertSettings):
+        return settings, settings.edition
+    alerts = getattr(settings, "alerts", None) or AlertSettings()
+    standards = getattr(settings, "standards", None)
+    return alerts, getattr(standards, "edition", None) or alerts.edition
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def state_key(station: str) -> str:
+    return f"station:{station}"
+
+
+class Evaluator:
+    def __init__(self, settings: Any = None, store: AlertStore | None = None) -> None:
+        self.settings, self.edition = _settings(settings)
+        gb3095.validity(self.edition)  # an unknown edition fails here, at start-up
+        self.store: AlertStore = store if store is not None else InMemoryAlertStore()
+        self._stations: dict[str, _Station] = {}
+        self._results: list[IndexRecord] = []
+        self.data_now: float | None = None  # latest window end seen, drives the episode
+        self._episode_state: dict[str, Any] | None = None
+
+    # --- inputs ----------------------------------------------------------------------
+
+    def add_station(self, station_meta: Mapping[str, Any], now: float) -> None:
+        """Register a provisioned station so that tick() reports it offline even if it never
+        speaks after a restart; its silence is counted from `now` if nothing was seen."""
+        st = self._station(station_meta, {}, None)
+        st.rules.setdefault("last_seen", now)
+
+    def on_reading(
+        self,
+        station_meta: Mapping[str, Any] | None,
+        reading: Mapping[str, Any],
+        received_at: float,
+        station: str | None = None,
+    ) -> list[AlertEvent]:
+        """One reading: the contract dict, or the gateway's row (which has `station`).
+
+        The station id is `station`, else station_meta["id"], else reading["station"]."""
+        st = self._station(station_meta, reading, station)
+        events = self._seen(st, received_at)
+        flags: Mapping[str, str] = reading.get("flags") or {}
+        values = {k: float(v) for k, v in (reading.get("values") or {}).items() if _number(v)}
+        unsynced = flags.get("*") == "clock"
+        # A clock-flagged ts is only the station's estimate: use our receive time, as stored.
+        ts = received_at if unsynced else float(reading["ts"])
+        events += self._check(
+            st,
+            "clock_unsynced",
+            "ts",
+            unsynced,
+            received_at,
+            lambda: rules.clock(unsynced, received_at),
+        )
+        maint_all = flags.get("*") in NOT_EVALUATED_FLAGS
+        for param, value in values.items():
+            flag = flags.get(param)
+            if maint_all or flag in NOT_EVALUATED_FLAGS:
+                continue  # maintenance / calibration: stored, never evaluated
+            fault = flag == "fault"
+            events += self._check(
+                st,
+                "sensor_fault",
+                param,
+                fault,
+                received_at,
+                lambda p=param, f=fault: rules.sensor_fault(p, f, received_at),
+            )
+            if flag not in EXCLUDED_FLAGS:
+                events += self._quality(st, param, value, ts, received_at)
+        events += self._on_closed(st, st.windows.add(values, flags, ts, received_at), received_at)
+        st.dirty = True
+        return events
+
+    def on_health(
+        self,
+        station_meta: Mapping[str, Any] | None,
+        health: Mapping[str, Any],
+        received_at: float,
+        station: str | None = None,
+    ) -> list[AlertEvent]:
+        st = self._station(station_meta, health, station)
+        events = self._seen(st, received_at)
+        volts = health.get("battery_v")
+        if _number(volts):
+            events += self._apply(
+                st.info.id, rules.battery(float(volts), received_at, self.settings), received_at, st
+            )
+        dropped = health.get("dropped")
+        if isinstance(dropped, int) and not isinstance(dropped, bool):
+            prev = st.rules.get("dropped")
+            # A lower count means the station rebooted and restarted counting: no rise.
+            delta = dropped - prev if prev is not None and dropped > prev else 0
+            st.rules["dropped"] = dropped
+            events += self._apply(
+                st.info.id, rules.buffer_overflow(delta, received_at), received_at, st
+            )
+        st.dirty = True
+        return events
+
+    def on_status(
+        self,
+        station_meta: Mapping[str, Any] | None,
+        status: Mapping[str, Any],
+        received_at: float,
+        station: str | None = None,
+    ) -> list[AlertEvent]:
+        """Birth ("online") counts as a sign of life; the last will ("offline") is recorded
+        only: offline is decided by silence, so a quick reboot does not page anyone."""
+        st = self._station(station_meta, status, station)
+        st.rules["status"] = status.get("state")
+        st.dirty = True
+        return self._seen(st, received_at) if status.get("state") == "online" else []
+
+    def tick(self, now: float) -> list[AlertEvent]:
+        """Time-based rules: offline, hold times of fault alerts, idle hours, the episode.
+        Also saves changed station state, so a restart loses at most one tick of data."""
+        events: list[AlertEvent] = []
+        for st in self._stations.values():
+            events += self._tick_station(st, now)
+        events += self._episode(now)
+        self.flush()
+        return events
+
+    def acknowledge(
+        self, alert_id: str, by: str, at: float, note: str | None = None
+    ) -> AlertEvent | None:
+        return acknowledge(self.store, alert_id, by, at, note)
+
+    def drain_results(self) -> list[IndexRecord]:
+        """AQI and water-class records computed since the last call (for InfluxDB)."""
+        out, self._results = self._results, []
+        return out
+
+    def flush(self) -> None:
+        """Save every changed station's window and rule state."""
+        for st in self._stations.values():
+            if st.dirty:
+                self.store.save_state(state_key(st.info.id), st.state())
+                st.dirty = False
+
+    def latest(self, station: str) -> dict[str, Any]:
+        st = self._stations.get(station)
+        return dict(st.latest) if st else latest_indices(self.store, station)
+
+    # --- stations --------------------------------------------------------------------
+
+    def _station(
+        self, meta: Mapping[str, Any] | None, msg: Mapping[str, Any], station: str | None
+    ) -> _Station:
+        sid = station or (meta or {}).get("id") or (meta or {}).get("station") or msg.get("station")
+        st = self._stations.get(str(sid)) if sid else None
+        if st is not None and st.meta is meta and msg.get("kind") in (None, st.info.kind):
+            # Nothing changed: the gateway hands us the same registry dict (or None for an
+            # unregistered station) until it re-reads the registry.
+            return st
+        info = StationInfo.from_meta(meta, msg, station, st.info.kind if st else None)
+        if st is not None:
+            st.meta = meta
+            # Registry changes (target class, interval) apply from the next message.
+            st.info = info
+            st.windows.interval_s = info.interval_s
+            return st
+        saved = self.store.load_state(state_key(info.id)) or {}
+        validity = gb3095.validity(self.edition)
+        windows = StationWindows(
+            info.interval_s, validity, self.settings.o3_daily_min_8h, state=saved.get("windows")
+        )
+        st = _Station(info, windows, saved.get("rules", {}), saved.get("latest", {}), meta=meta)
+        st.open_keys = {(a.rule, a.parameter) for a in self.store.list_open_alerts(info.id)}
+        self._stations[info.id] = st
+        return st
+
+    def _offline_after(self, st: _Station) -> float:
+        return self.settings.offline_intervals * st.info.interval_s
+
+    def _seen(self, st: _Station, received_at: float) -> list[AlertEvent]:
+        st.rules["last_seen"] = max(st.rules.get("last_seen") or 0.0, received_at)
+        return self._check(
+            st,
+            "offline",
+            "status",
+            False,
+            received_at,
+            lambda: rules.offline(0.0, self._offline_after(st), received_at),
+        )
+
+    def _tick_station(self, st: _Station, now: float) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        last_seen = st.rules.get("last_seen")
+        if last_seen is not None:
+            obs = rules.offline(max(0.0, now - last_seen), self._offline_after(st), now)
+            events += self._apply(st.info.id, obs, now, st)
+        closed = st.windows.close_idle(now, self.settings.idle_close_s)
+        if closed.hours or closed.days:
+            st.dirty = True
+            events += self._on_closed(st, closed, now)
+        if ("offline", "status") not in st.open_keys:
+            events += self._resolve_held(st, now)
+        return events
+
+    def _resolve_held(self, st: _Station, now: float) -> list[AlertEvent]:
+        """Fault alerts whose values have been fine for their hold time, station alive."""
+        events: list[AlertEvent] = []
+        for rule, param in sorted(st.open_keys):
+            if RULES[rule].clock != "wall" or rule == "offline":
+                continue
+            alert = self.store.get_open_alert(st.info.id, rule, param)
+            if alert is None:
+                st.open_keys.discard((rule, param))
+            elif alert.ok_since is not None and now - alert.ok_since >= self.settings.hold(rule):
+                events.append(self._resolve(alert, alert.last_value, alert.last_at, now, st))
+        return events
+
+    # --- data quality ----------------------------------------------------------------
+
+    def _quality(
+        self, st: _Station, param: str, value: float, ts: float, wall: float
+    ) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        flat = st.rules.setdefault("flat", {})
+        after = self.settings.flatline_after(st.info.kind, param)
+        spec = contract.param_spec(st.info.kind, param)
+        bounds = (spec["min"], spec["max"]) if spec else ()
+        prev = flat.get(param)
+        if prev is None or prev["v"] != value or ts < prev["last"]:
+            flat[param] = {"v": value, "since": ts, "last": ts}
+        else:
+            prev["last"] = ts
+        if after is not None:
+            # A sensor resting at its floor (0 in clean air) or ceiling (RH 100 % in fog) is
+            # plausible, not flat-lined.
+            run = 0.0 if value in bounds else flat[param]["last"] - flat[param]["since"]
+            events += self._check(
+                st,
+                "flatline",
+                param,
+                run >= after,
+                wall,
+                lambda: rules.flatline(param, run, after, wall),
+            )
+        limit = self.settings.jump_limit(param)
+        last = st.rules.setdefault("last", {})
+        before = last.get(param)
+        last[param] = [ts, value]
+        if limit is not None and before is not None:
+            gap = ts - before[0]
+            if 0 < gap <= 2.5 * st.info.interval_s:  # consecutive readings only
+                delta = abs(value - before[1])
+                events += self._check(
+                    st,
+                    "jump",
+                    param,
+                    delta > limit,
+                    wall,
+                    lambda: rules.jump(param, delta, limit, wall),
+                )
+        return events
+
+    # --- windows -> indices and exceedances ------------------------------------------
+
+    def _on_closed(self, st: _Station, closed: Closed, wall: float) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        for hour in closed.hours:
+            self.data_now = max(self.data_now or 0.0, float(hour.end))
+            if st.info.kind == "air":
+                events += self._air_hour(st, hour, wall)
+            elif st.info.kind == "water":
+                events += self._water_hour(st, hour, wall)
+        for day in closed.days:
+            if st.info.kind == "air":
+                events += self._air_day(st, day, wall)
+        if closed.hours:
+            events += self._episode(wall)
+        return events
+
+    def _air_checks(
+        self,
+        st: _Station,
+        means: Mapping[str, float],
+        window: str,
+        at: float,
+        span_s: float,
+        wall: float,
+    ) -> list[AlertEvent]:
+        grade = st.info.air_grade or self.settings.air_grade
+        events: list[AlertEvent] = []
+        for p, value in means.items():
+            obs = rules.air_limit(p, window, value, at, grade, self.edition)
+            if obs is not None:
+                events += self._apply(st.info.id, replace(obs, span_s=span_s), wall, st)
+        return events
+
+    def _air_hour(self, st: _Station, hour: HourMeans, wall: float) -> list[AlertEvent]:
+        at = float(hour.end)
+        pollutants = {p: v for p, v in hour.means.items() if p in hj633.POLLUTANTS}
+        events = self._air_checks(st, pollutants, "1h", at, 3600, wall)
+        if hour.o3_8h is not None:
+            events += self._air_checks(st, {"o3": hour.o3_8h}, "8h", at, 3600, wall)
+        if self.settings.air_24h == "moving":
+            events += self._air_checks(st, hour.means_24h, "24h", at, 3600, wall)
+        if pollutants:
+            result = hj633.hourly_aqi(pollutants, hour.means_24h.get("so2"), self.edition)
+            self._record_aqi(st, result, at)
+            obs = rules.aqi_category(result, at, self.settings.aqi_min_level)
+            if obs is not None:
+                events += self._apply(st.info.id, obs, wall, st)
+        return events
+
+    def _air_day(self, st: _Station, day: DayMeans, wall: float) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        if self.settings.air_24h == "calendar":
+            events += self._air_checks(st, day.means_24h, "24h", day.start + DAY, DAY, wall)
+        result = hj633.daily_aqi(day.means_24h, day.o3_8h_max, day.o3_1h_max, self.edition)
+        if result.aqi is not None:
+            self._record_aqi(st, result, day.start, day.label)
+            self.store.put_daily_aqi(day.label, st.info.id, st.info.station_class, result.aqi)
+        return events
+
+    def _water_hour(self, st: _Station, hour: HourMeans, wall: float) -> list[AlertEvent]:
+        info = st.info
+        assessment = gb3838.classify(hour.means, info.waterbody, self.edition)
+        if assessment.overall is None:
+            return []
+        self._record_water(st, assessment, hour)
+        if info.target_class is None:
+            return []  # no target class in the registry: classes are reported, not alerted
+        events: list[AlertEvent] = []
+        for param in assessment.classes:
+            obs = rules.water_class(
+                param,
+                hour.means[param],
+                info.target_class,
+                float(hour.end),
+                info.waterbody,
+                info.drinking_source,
+                self.edition,
+            )
+            if obs is not None:
+                events += self._apply(info.id, obs, wall, st)
+        return events
+
+    def _record_aqi(
+        self, st: _Station, result: hj633.AqiResult, ts: float, day: str | None = None
+    ) -> None:
+        cat = result.category
+        assert cat is not None and result.aqi is not None
+        fields: dict[str, float | int | str] = {
+            "aqi": result.aqi,
+            "level": cat.level,
+            "category_zh": cat.name_zh,
+            "category_en": cat.name_en,
+            "colour": cat.colour_en,
+            "primary": ",".join(result.primary),
+            "exceeding": ",".join(result.exceeding),
+            "standard": result.standard,
+        }
+        for p, part in result.iaqi.items():
+            fields[f"iaqi_{p}"] = part.value
+        if st.info.lat is not None and st.info.lon is not None:
+            fields |= {"lat": st.info.lat, "lon": st.info.lon}
+        tags = {"station": st.info.id, "window": result.window, "edition": result.edition}
+        tags |= dict(st.info.tags)
+        self._results.append(IndexRecord("aqi", st.info.id, ts, tags, fields))
+        snapshot = result.to_dict() | {"ts": ts}
+        if day:
+            snapshot["day"] = day
+        st.latest[f"aqi_{result.window}"] = snapshot
+
+    def _record_water(self, st: _Station, a: gb3838.WaterAssessment, hour: HourMeans) -> None:
+        assert a.overall is not None
+        zh, en = gb3838.class_label(a.overall)
+        target = st.info.target_class
+        fields: dict[str, float | int | str] = {
+            "class": zh,
+            "class_en": en,
+            "class_num": a.overall,
+            "worst": ",".join(a.worst),
+            "standard": a.standard,
+        }
+        tags = {"station": st.info.id, "edition": a.edition} | dict(st.info.tags)
+        if target is not None:
+            fields["target_num"] = target
+            fields["exceeding"] = int(a.overall > target)
+            tags["target_class"] = ("I", "II", "III", "IV", "V")[target - 1]
+        for p, c in a.classes.items():
+            fields[f"class_{p}"] = c
+        self._results.append(IndexRecord("water_class", st.info.id, float(hour.end), tags, fields))
+        st.latest["water"] = asdict(a) | {
+            "ts": hour.end,
+            "class_zh": zh,
+            "class_en": en,
+            "target_class": target,
+        }
+
+    # --- episode ---------------------------------------------------------------------
+
+    def _city_aqi(self, day: str) -> float | None:
+        rows = self.store.daily_aqis(day)
+        chosen = [r for r in rows if r.station_class in self.settings.episode_station_classes]
+        chosen = chosen or rows  # no national/city station reported: use every station
+        if not chosen:
+            return None
+        return math.ceil(sum(r.aqi for r in chosen) / len(chosen))
+
+    def _episode(self, wall: float) -> list[AlertEvent]:
+        """Assess the latest complete CST day once data time is episode_delay_s past it."""
+        if not self.settings.episode_enabled or self.data_now is None:
+            return []
+        day = day_start(self.data_now - self.settings.episode_delay_s) - DAY
+        if self._episode_state is None:
+            self._episode_state = self.store.load_state(EPISODE_KEY) or {
+                "last_day": None,
+                "level": None,
+            }
+        state = self._episode_state
+        if state["last_day"] is not None and day <= state["last_day"]:
+            return []
+        days = [day - i * DAY for i in range(EPISODE_LOOKBACK_DAYS - 1, -1, -1)]
+        series = [self._city_aqi(day_label(d)) for d in days]
+        assessment = assess(series, self.edition)
+        events: list[AlertEvent] = []
+        if series[-1] is not None:
+            obs = rules.episode(assessment, series[-1], float(day + DAY))
+            events += self._apply(NETWORK, obs, wall, None)
+        level = assessment.level.name if assessment.level else None
+        if level != state["level"]:
+            events.append(
+                AlertEvent(
+                    "episode.changed",
+                    wall,
+                    episode={
+                        "level": level,
+                        "previous": state["level"],
+                        "level_zh": assessment.level.name_zh if assessment.level else None,
+                        "level_en": assessment.level.name_en if assessment.level else None,
+                        "day": day_label(day),
+                        "city_aqi": series[-1],
+                        "run_days": assessment.run_days,
+                        "observed": True,
+                        "standard": assessment.standard,
+                        "clause": assessment.clause,
+                        "edition": assessment.edition,
+                    },
+                )
+            )
+        self._episode_state = {"last_day": day, "level": level}
+        self.store.save_state(EPISODE_KEY, self._episode_state)
+        return events
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def _check(
+        self,
+        st: _Station,
+        rule: str,
+        param: str,
+        bad: bool,
+        wall: float,
+        make: Callable[[], Observation],
+    ) -> list[AlertEvent]:
+        """_apply for the per-message hot path: build the Observation only when it matters."""
+        if not bad and (rule, param) not in st.open_keys:
+            return []
+        return self._apply(st.info.id, make(), wall, st)
+
+    def _apply(
+        self, station: str, obs: Observation, wall: float, st: _Station | None
+    ) -> list[AlertEvent]:
+        key = (obs.rule, obs.parameter)
+        if not obs.bad and st is not None and key not in st.open_keys:
+            return []  # the common case: fine, and nothing open to resolve
+        alert = self.store.get_open_alert(station, obs.rule, obs.parameter)
+        if st is not None:
+            (st.open_keys.add if alert else st.open_keys.discard)(key)
+        if obs.bad:
+            if alert is None:
+                return [self._open(station, obs, wall, st)]
+            if severity_rank(obs.severity) > severity_rank(alert.severity):
+                return [self._escalate(alert, obs, wall)]
+            self.store.update_alert(
+                alert.id,
+                {
+                    "last_value": obs.value,
+                    "last_at": obs.at,
+                    "ok_since": None,
+                    "updated_at": wall,
+                },
+            )
+            return []
+        if alert is None:
+            return []
+        ok_since = alert.ok_since if alert.ok_since is not None else obs.at - obs.span_s
+        if obs.at - ok_since >= self.settings.hold(obs.rule):
+            return [self._resolve(alert, obs.value, obs.at, wall, st)]
+        self.store.update_alert(
+            alert.id,
+            {
+                "last_value": obs.value,
+                "last_at": obs.at,
+                "ok_since": ok_since,
+                "updated_at": wall,
+            },
+        )
+        return []
+
+    def _open(self, station: str, obs: Observation, wall: float, st: _Station | None) -> AlertEvent:
+        alert = Alert(
+            id=uuid.uuid4().hex,
+            station=station,
+            rule=obs.rule,
+            parameter=obs.parameter,
+            severity=obs.severity,
+            window=obs.window,
+            value=obs.value,
+            limit=obs.limit,
+            standard=obs.standard,
+            opened_at=obs.at,
+            state="open",
+            last_value=obs.value,
+            last_at=obs.at,
+            clause=obs.clause,
+            edition=obs.edition or self.edition,
+            limit_op=obs.limit_op,
+            unit=obs.unit,
+            category_zh=obs.category_zh,
+            category_en=obs.category_en,
+            created_at=wall,
+            updated_at=wall,
+        )
+        self.store.insert_alert(alert)
+        self._history(alert, "opened", wall)
+        if st is not None:
+            st.open_keys.add((obs.rule, obs.parameter))
+        return AlertEvent("alert.opened", wall, alert)
+
+    def _escalate(self, alert: Alert, obs: Observation, wall: float) -> AlertEvent:
+        changes = {
+            "severity": obs.severity,
+            "value": obs.value,
+            "limit": obs.limit,
+            "limit_op": obs.limit_op,
+            "clause": obs.clause,
+            "category_zh": obs.category_zh,
+            "category_en": obs.category_en,
+            "last_value": obs.value,
+            "last_at": obs.at,
+            "ok_since": None,
+            "state": "open",
+            "updated_at": wall,
+            "escalations": alert.escalations + 1,
+        }
+        self.store.update_alert(alert.id, changes)
+        alert = replace(alert, **changes)
+        self._history(alert, "escalated", wall)
+        return AlertEvent("alert.escalated", wall, alert)
+
+    def _resolve(
+        self, alert: Alert, value: float | None, at: float, wall: float, st: _Station | None
+    ) -> AlertEvent:
+        changes = {
+            "state": "resolved",
+            "resolved_at": wall,
+            "last_value": value,
+            "last_at": at,
+            "updated_at": wall,
+        }
+        self.store.update_alert(alert.id, changes)
+        alert = replace(alert, **changes)
+        self._history(alert, "resolved", wall)
+        if st is not None:
+            st.open_keys.discard((alert.rule, alert.parameter))
+        return AlertEvent("alert.resolved", wall, alert)
+
+    def _history(self, alert: Alert, event: str, wall: float) -> None:
+        self.store.append_history(
+            HistoryEntry(alert.id, wall, event, alert.state, alert.severity, alert.last_value)
+        )
+
+
+def acknowledge(
+    store: AlertStore, alert_id: str, by: str, at: float, note: str | None = None
+) -> AlertEvent | None:
+    """A person acknowledges an open alert (the server's POST /alerts/{id}/ack).
+
+    Returns None when it is already acknowledged or resolved (idempotent); raises KeyError
+    for an unknown id. Usable without an Evaluator: it only needs the store.
+    """
+    alert = store.get_alert(alert_id)
+    if alert is None:
+        raise KeyError(alert_id)
+    if alert.state != "open":
+        return None
+    changes = {
+        "state": "acknowledged",
+        "acknowledged_at": at,
+        "acknowledged_by": by,
+        "updated_at": at,
+    }
+    store.update_alert(alert_id, changes)
+    alert = replace(alert, **changes)
+    store.append_history(
+        HistoryEntry(
+            alert.id,
+            at,
+            "acknowledged",
+            alert.state,
+            alert.severity,
+            alert.last_value,
+            by=by,
+            note=note,
+        )
+    )
+    return AlertEvent("alert.acknowledged", at, alert)
+
+
+def latest_indices(store: AlertStore, station: str) -> dict[str, Any]:
+    """Latest hourly AQI ("aqi_1h"), daily AQI ("aqi_24h") and water class ("water") of a
+    station, as saved by the evaluator: for the server's GET /stations/{id}."""
+    saved = store.load_state(state_key(station)) or {}
+    return dict(saved.get("latest", {}))

@@ -1,0 +1,465 @@
+"""The state store: station registry and live station state, shared by gateway and server.
+
+SQLite (WAL) here. Everything goes through the `StateStore` interface so that moving to
+PostgreSQL beyond one gateway (DESIGN.md, "At scale") is a new class, not a rewrite. The
+gateway writes station state; the server reads it and writes the registry and alert changes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stations (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}',
+    registered_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS station_state (
+    id TEXT PRIMARY KEY,
+    kind TEXT,
+    last_seen REAL,
+    last_reading_ts REAL,
+    last_seq INTEGER,
+    last_values TEXT,
+    last_flags TEXT,
+    readings_total INTEGER NOT NULL DEFAULT 0,
+    status TEXT,
+    status_body TEXT,
+    status_at REAL,
+    health TEXT,
+    health_at REAL
+);
+-- OTA reports and command acks as the gateway received them (docs/ota.md); the server's
+-- rollout worker folds them into its own tables (envnet/store/ota.py) and prunes them.
+CREATE TABLE IF NOT EXISTS ota_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    station TEXT NOT NULL,
+    sub TEXT NOT NULL,
+    body TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+class StateStore(Protocol):
+    """What the gateway and server need from the state store, and nothing more."""
+
+    def register_station(self, station_id: str, kind: str, meta: dict[str, Any]) -> bool: ...
+    def get_station_meta(self, station_id: str) -> dict[str, Any] | None: ...
+    def record_readings(self, station_id: str, kind: str, rows: list[dict[str, Any]]) -> None: ...
+    def record_readings_many(
+        self, batches: list[tuple[str, str, list[dict[str, Any]]]]
+    ) -> None: ...
+    def record_status(self, station_id: str, state: str, body: dict, at: float) -> None: ...
+    def record_health(self, station_id: str, body: dict, at: float) -> None: ...
+    def list_stations(self) -> list[dict[str, Any]]: ...
+    def station_views_json(
+        self,
+        now: float,
+        stale_after_intervals: float,
+        kind_interval_s: dict[str, float],
+        default_kind: str = "air",
+        kind: str | None = None,
+        state: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[int, list[tuple[str, str, bool]]]: ...
+    def get_station(self, station_id: str) -> dict[str, Any] | None: ...
+    def put_kv(self, key: str, value: Any) -> None: ...
+    def get_kv(self, key: str) -> Any: ...
+
+
+def connect_sqlite(path: str | Path) -> sqlite3.Connection:
+    """A connection tuned for one writer process and many readers across processes."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _sql_str(s: str) -> str:
+    """A SQL string literal (for the few constants built into a statement)."""
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _id(row: sqlite3.Row) -> str:
+    return row[0]
+
+
+def _loads(s: str | None) -> Any:
+    return json.loads(s) if s else None
+
+
+class SqliteStateStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn = connect_sqlite(self.path)
+        self._lock = threading.RLock()
+        self._depth = 0
+        with self._lock:
+            self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE so two processes never deadlock upgrading.
+
+        Nested calls join the outer transaction, so an alert change, its history and its
+        webhook event (server.events.emit_in_transaction) commit together or not at all. A
+        nested call is a savepoint: if it fails, its own writes are undone and the outer
+        transaction goes on (the evaluator commits a run of messages at once this way)."""
+        with self._lock:
+            if self._depth:
+                savepoint = f"sp{self._depth}"
+                self._conn.execute(f"SAVEPOINT {savepoint}")
+                self._depth += 1
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute(f"ROLLBACK TO {savepoint}")
+                    self._conn.execute(f"RELEASE {savepoint}")
+                    raise
+                finally:
+                    self._depth -= 1
+                self._conn.execute(f"RELEASE {savepoint}")
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Several reads that must see one state of the database (a WAL read transaction),
+        e.g. a page's total, its id range and its rows while the gateway keeps writing."""
+        if self._depth or self._conn.in_transaction:  # already inside one: it is the snapshot
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        """A read; inside an open tx() it sees that transaction's own changes."""
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # -- registry --------------------------------------------------------------------------
+    def register_station(self, station_id: str, kind: str, meta: dict[str, Any]) -> bool:
+        """Add a station; False when the id is already registered (never overwritten)."""
+        with self.tx() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO stations(id, kind, meta, registered_at) VALUES (?,?,?,?)",
+                (station_id, kind, json.dumps(meta, ensure_ascii=False), time.time()),
+            )
+            return cur.rowcount == 1
+
+    def update_station_meta(self, station_id: str, meta: dict[str, Any]) -> bool:
+        with self.tx() as c:
+            cur = c.execute(
+                "UPDATE stations SET meta=? WHERE id=?",
+                (json.dumps(meta, ensure_ascii=False), station_id),
+            )
+            return cur.rowcount == 1
+
+    def delete_station(self, station_id: str) -> bool:
+        with self.tx() as c:
+            c.execute("DELETE FROM station_state WHERE id=?", (station_id,))
+            return c.execute("DELETE FROM stations WHERE id=?", (station_id,)).rowcount == 1
+
+    def get_station_meta(self, station_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT kind, meta FROM stations WHERE id=?", (station_id,))
+        if not rows:
+            return None
+        return {"kind": rows[0]["kind"], **json.loads(rows[0]["meta"])}
+
+    # -- live state (written by the gateway) -----------------------------------------------
+    def record_readings(self, station_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
+        """Remember the newest of a batch of accepted readings for one station."""
+        self.record_readings_many([(station_id, kind, rows)])
+
+    def record_readings_many(self, batches: list[tuple[str, str, list[dict[str, Any]]]]) -> None:
+        """record_readings for many stations in one statement: the gateway's hot path."""
+        params = []
+        for station_id, kind, rows in batches:
+            if not rows:
+                continue
+            newest = max(rows, key=lambda r: (r["ts"], r["seq"]))
+            params.append(
+                (
+                    station_id,
+                    kind,
+                    max(r["received_at"] for r in rows),
+                    len(rows),
+                    newest["ts"],
+                    newest["seq"],
+                    json.dumps(newest["values"]),
+                    json.dumps(newest["flags"]),
+                )
+            )
+        if not params:
+            return
+        # A replayed backlog may arrive after newer readings: "last" stays the newest by ts.
+        # (In an UPDATE every right-hand side sees the old row, so the CASEs agree.)
+        newer = "(last_reading_ts IS NULL OR excluded.last_reading_ts >= last_reading_ts)"
+        with self.tx() as c:
+            c.executemany(
+                "INSERT INTO station_state(id, kind, last_seen, readings_total, last_reading_ts,"
+                " last_seq, last_values, last_flags) VALUES (?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(id) DO UPDATE SET kind=excluded.kind,"
+                " last_seen=max(coalesce(last_seen, 0), excluded.last_seen),"
+                " readings_total=readings_total + excluded.readings_total,"
+                f" last_seq=CASE WHEN {newer} THEN excluded.last_seq ELSE last_seq END,"
+                f" last_values=CASE WHEN {newer} THEN excluded.last_values ELSE last_values END,"
+                f" last_flags=CASE WHEN {newer} THEN excluded.last_flags ELSE last_flags END,"
+                f" last_reading_ts=CASE WHEN {newer} THEN excluded.last_reading_ts"
+                " ELSE last_reading_ts END",
+                params,
+            )
+
+    def record_status(self, station_id: str, state: str, body: dict, at: float) -> None:
+        with self.tx() as c:
+            c.execute(
+                """INSERT INTO station_state(id, kind, last_seen, status, status_body, status_at)
+                   VALUES (?,?,?,?,?,?)
+                   ON CONFLICT(id) DO UPDATE SET status=excluded.status,
+                       kind=coalesce(excluded.kind, kind),
+                       status_body=excluded.status_body, status_at=excluded.status_at,
+                       last_seen=CASE WHEN excluded.status='online'
+                           THEN max(coalesce(last_seen, 0), excluded.last_seen)
+                           ELSE last_seen END""",
+                (station_id, body.get("kind"), at, state, json.dumps(body), at),
+            )
+
+    def record_health(self, station_id: str, body: dict, at: float) -> None:
+        with self.tx() as c:
+            c.execute(
+                """INSERT INTO station_state(id, last_seen, health, health_at) VALUES (?,?,?,?)
+                   ON CONFLICT(id) DO UPDATE SET health=excluded.health,
+                       health_at=excluded.health_at,
+                       last_seen=max(coalesce(last_seen, 0), excluded.last_seen)""",
+                (station_id, at, json.dumps(body), at),
+            )
+
+    def record_ota_event(self, station_id: str, sub: str, body: dict, at: float) -> None:
+        """An `ota` report or a `cmd/ack`, appended for the server's rollout worker."""
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO ota_events(station, sub, body, at) VALUES (?,?,?,?)",
+                (station_id, sub, json.dumps(body, ensure_ascii=False), at),
+            )
+            c.execute(
+                "UPDATE station_state SET last_seen=max(coalesce(last_seen, 0), ?) WHERE id=?",
+                (at, station_id),
+            )
+
+    # -- views (read by the server) --------------------------------------------------------
+    _COLS = (
+        "st.last_seen, st.last_reading_ts, st.last_seq, st.last_values, st.last_flags, "
+        "st.readings_total, st.status, st.status_body, st.status_at, st.health, st.health_at"
+    )
+    _VIEW = (
+        f"SELECT s.id AS id, s.kind AS kind, s.meta AS meta, s.registered_at AS registered_at, "
+        f"{_COLS} FROM stations s LEFT JOIN station_state st ON st.id = s.id"
+    )
+    # Stations heard from but never provisioned: shown too, marked registered=false.
+    _VIEW_UNREG = (
+        f"SELECT st.id AS id, st.kind AS kind, NULL AS meta, NULL AS registered_at, {_COLS} "
+        f"FROM station_state st WHERE st.id NOT IN (SELECT id FROM stations)"
+    )
+
+    @staticmethod
+    def _row(r: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "id": r["id"],
+            "kind": r["kind"],
+            "registered": r["registered_at"] is not None,
+            "meta": _loads(r["meta"]) or {},
+            "last_seen": r["last_seen"],
+            "last_reading_ts": r["last_reading_ts"],
+            "last_seq": r["last_seq"],
+            "last_values": _loads(r["last_values"]) or {},
+            "last_flags": _loads(r["last_flags"]) or {},
+            "readings_total": r["readings_total"] or 0,
+            "status": r["status"],
+            "status_body": _loads(r["status_body"]),
+            "status_at": r["status_at"],
+            "health": _loads(r["health"]),
+            "health_at": r["health_at"],
+        }
+
+    def list_stations(self) -> list[dict[str, Any]]:
+        rows = self.query(f"{self._VIEW} UNION ALL {self._VIEW_UNREG} ORDER BY 1")
+        return [self._row(r) for r in rows]
+
+    def station_views_json(
+        self,
+        now: float,
+        stale_after_intervals: float,
+        kind_interval_s: dict[str, float],
+        default_kind: str = "air",
+        kind: str | None = None,
+        state: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[int, list[tuple[str, str, bool]]]:
+        """GET /stations, done in SQLite: (total matching, [(id, view JSON, suspect)]).
+
+        The view is built by SQLite from the stored JSON texts, spliced as they are (they were
+        written by json.dumps here), so the server neither parses nor re-serialises 10,000
+        rows. The `state` is derived in SQL exactly as server.app.derive_state does in Python
+        (tests/test_stations_scale.py checks the two agree): offline after a last will, unknown
+        when never heard, stale when quiet for more than `stale_after_intervals` publish
+        intervals (meta.interval_s, else the birth's interval_s, else the kind's), else online
+        when the birth says so. `suspect` marks rows whose stored JSON may hold NaN/Infinity
+        (Python's json.dumps writes them, JSON has no such tokens): the caller re-encodes those
+        few through the slow path. Rows are ordered by id; `limit`/`offset` page them.
+        """
+        cases = " ".join(
+            f"WHEN {_sql_str(k)} THEN {float(v)!r}" for k, v in sorted(kind_interval_s.items())
+        )
+        default = float(kind_interval_s[default_kind])
+        interval = (
+            "coalesce(nullif(CAST(json_extract(meta, '$.interval_s') AS REAL), 0),"
+            " nullif(CAST(json_extract(status_body, '$.interval_s') AS REAL), 0),"
+            f" CASE coalesce(kind, {_sql_str(default_kind)}) {cases} ELSE {default!r} END)"
+        )
+        derived = (
+            "CASE WHEN status = 'offline' THEN 'offline'"
+            " WHEN last_seen IS NULL THEN 'unknown'"
+            f" WHEN :now - last_seen > :stale * {interval} THEN 'stale'"
+            " WHEN status = 'online' THEN 'online' ELSE 'stale' END"
+        )
+        # Two parts, registered and heard-but-unregistered, each in id order straight from its
+        # primary-key index and merged here: no sort of 10,000 wide rows in a temp B-tree.
+        parts = (
+            f"SELECT {{cols}} FROM ({self._VIEW}) v",
+            f"SELECT {{cols}} FROM ({self._VIEW_UNREG}) v",
+        )
+        where = (
+            f" WHERE (:kind IS NULL OR v.kind = :kind) AND (:state IS NULL OR ({derived}) = :state)"
+        )
+        args: dict[str, Any] = {
+            "now": now,
+            "stale": stale_after_intervals,
+            "kind": kind,
+            "state": state,
+        }
+
+        def ts(col: str) -> str:  # %!.17g round-trips a double; json_quote keeps 15 digits
+            return f"CASE WHEN {col} IS NULL THEN 'null' ELSE printf('%!.17g', {col}) END"
+
+        obj = (
+            "'{\"id\":' || json_quote(id) || ',\"kind\":' || json_quote(kind)"
+            " || ',\"registered\":' || CASE WHEN registered_at IS NULL THEN 'false' ELSE 'true' END"
+            f" || ',\"state\":\"' || ({derived}) || '\"'"
+            f" || ',\"last_seen\":' || {ts('last_seen')}"
+            f" || ',\"last_reading_ts\":' || {ts('last_reading_ts')}"
+            " || ',\"last_seq\":' || json_quote(last_seq)"
+            " || ',\"last_values\":' || coalesce(nullif(last_values, 'null'), '{}')"
+            " || ',\"last_flags\":' || coalesce(nullif(last_flags, 'null'), '{}')"
+            " || ',\"readings_total\":' || coalesce(readings_total, 0)"
+            " || ',\"last_health\":' || coalesce(health, 'null')"
+            " || ',\"meta\":' || coalesce(nullif(meta, 'null'), '{}')"
+            " || ',\"indices\":{}}'"
+        )
+        suspect = " OR ".join(
+            f"instr({c}, {t})"
+            for c in ("last_values", "health", "meta")
+            for t in ("'NaN'", "'Infinity'")
+        )
+        cols = f"id, {obj}, {suspect}"
+        with self._lock, self._snapshot():
+            if limit is None and not offset:
+                sqls = [p.format(cols=cols) + where + " ORDER BY id" for p in parts]
+                rows = list(
+                    heapq.merge(*(self._conn.execute(q, args).fetchall() for q in sqls), key=_id)
+                )
+                total = len(rows)
+            else:
+                # Find the page's first and last id cheaply (no JSON built), then build the
+                # JSON for that id range only: filtered rows in [lo, hi] are exactly the page.
+                if state is None:
+                    # Index-only: both id indexes merged in order, stepped over in SQLite (no
+                    # wide rows read, no 10,000 ids brought into Python).
+                    reg = "SELECT id FROM stations" + (" WHERE kind = :kind" if kind else "")
+                    unreg = "SELECT id FROM station_state WHERE id NOT IN (SELECT id FROM stations)"
+                    if kind:  # few rows: look their kind up one by one
+                        unreg = (
+                            f"SELECT u.id FROM ({unreg}) u WHERE"
+                            " (SELECT kind FROM station_state x WHERE x.id = u.id) = :kind"
+                        )
+                    total = self._conn.execute(
+                        f"SELECT (SELECT count(*) FROM ({reg})) + (SELECT count(*) FROM ({unreg}))",
+                        args,
+                    ).fetchone()[0]
+                    lo, hi = self._conn.execute(
+                        f"SELECT min(id), max(id) FROM (SELECT id FROM ({reg} UNION ALL {unreg})"
+                        " ORDER BY id LIMIT :limit OFFSET :offset)",
+                        {**args, "limit": -1 if limit is None else limit, "offset": offset},
+                    ).fetchone()
+                else:
+                    # The state is derived per row: one pass over the matching ids.
+                    ids = " UNION ALL ".join(p.format(cols="id") + where for p in parts)
+                    all_ids = [r[0] for r in self._conn.execute(f"{ids} ORDER BY 1", args)]
+                    total = len(all_ids)
+                    page = all_ids[offset : None if limit is None else offset + limit]
+                    lo, hi = (page[0], page[-1]) if page else (None, None)
+                rows = []
+                if lo is not None:
+                    rng = {**args, "lo": lo, "hi": hi}
+                    sqls = [
+                        p.format(cols=cols) + where + " AND id BETWEEN :lo AND :hi ORDER BY id"
+                        for p in parts
+                    ]
+                    rows = list(
+                        heapq.merge(*(self._conn.execute(q, rng).fetchall() for q in sqls), key=_id)
+                    )
+        return total, [(r[0], r[1], bool(r[2])) for r in rows]
+
+    def get_station(self, station_id: str) -> dict[str, Any] | None:
+        rows = self.query(
+            f"SELECT * FROM ({self._VIEW} UNION ALL {self._VIEW_UNREG}) WHERE id=?", (station_id,)
+        )
+        return self._row(rows[0]) if rows else None
+
+    # -- small shared values (gateway counters, episode level, ...) -------------------------
+    def put_kv(self, key: str, value: Any) -> None:
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO kv(key, value, updated_at) VALUES (?,?,?) ON CONFLICT(key) DO UPDATE "
+                "SET value=excluded.value, updated_at=excluded.updated_at",
+                (key, json.dumps(value), time.time()),
+            )
+
+    def get_kv(self, key: str) -> Any:
+        rows = self.query("SELECT value FROM kv WHERE key=?", (key,))
+        return json.loads(rows[0]["value"]) if rows else None

@@ -1,0 +1,176 @@
+"""`envnet release`: build a signed firmware bundle for over-the-air updates (docs/ota.md).
+
+The bundle holds the device files of `envnet flash` (`device_sources()`), compiled with
+mpy-cross, except `main.py`, which stays source. Paths are relative to a firmware slot on the
+station. The bundle is built in a temporary directory beside the target and renamed into
+place, so the server never serves half a release; an existing version is never overwritten.
+The manifest and signature rules live in envnet/domain/ota/manifest.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from envnet.domain.ota.manifest import (
+    DEFAULT_KEY_ID,
+    MIN_KEY_BYTES,
+    PATH_PART_RE,
+    VERSION_RE,
+    BundleError,
+    read_key_file,
+    sign,
+    verify_bundle,
+)
+from envnet.tools.flash import FIRMWARE, FlashError, device_sources, mpy_cross_bin
+
+
+def _compile(src: Path, dest: str, files_dir: Path) -> str:
+    """Copy or compile one device file into files_dir; -> its path in the bundle."""
+    if dest == "main.py":  # the boot entry stays source (docs/ota.md)
+        out_rel = dest
+        (files_dir / out_rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, files_dir / out_rel)
+        return out_rel
+    out_rel = dest[: -len(".py")] + ".mpy"
+    out = files_dir / out_rel
+    out.parent.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([mpy_cross_bin(), "-o", str(out), str(src)], capture_output=True, text=True)
+    if r.returncode:
+        raise BundleError(f"mpy-cross failed on {src}: {r.stderr.strip()}")
+    return out_rel
+
+
+def build_bundle(
+    version: str,
+    key: bytes,
+    out: Path,
+    key_id: str = DEFAULT_KEY_ID,
+    confirm_deadline_s: int = 300,
+    firmware: Path = FIRMWARE,
+    progress: Callable[[str, int, int], None] | None = None,
+    created: int | None = None,
+) -> Path:
+    """Write `<out>/<version>/` and return it. progress(step, done, total) if given."""
+    if not VERSION_RE.match(version) or ".." in version:
+        raise BundleError(f"version {version!r} must match {VERSION_RE.pattern}")
+    if len(key) < MIN_KEY_BYTES:
+        raise BundleError(f"fleet key: {len(key)} bytes, need at least {MIN_KEY_BYTES}")
+    if not key_id or not PATH_PART_RE.match(key_id):
+        raise BundleError(f"key id {key_id!r} must be plain characters")
+    if not 10 <= confirm_deadline_s <= 86_400:
+        raise BundleError("confirm deadline must be 10..86400 s")
+    out = Path(out)
+    final = out / version
+    if final.exists():
+        raise BundleError(f"{final} already exists: a release is never rebuilt; pick a new version")
+    sources = device_sources(firmware)
+    if not (firmware / "main.py").is_file():
+        raise BundleError(f"{firmware}: no main.py")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=out))
+    try:
+        files_dir = tmp / "files"
+        files_dir.mkdir()
+        done = 0
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
+            futures = [ex.submit(_compile, src, dest, files_dir) for src, dest in sources]
+            rels = []
+            for f in futures:
+                try:
+                    rels.append(f.result())
+                except FlashError as e:
+                    raise BundleError(str(e)) from None
+                done += 1
+                if progress:
+                    progress("compile", done, len(sources))
+        entries = []
+        for i, rel in enumerate(rels):
+            data = (files_dir / rel).read_bytes()
+            entries.append(
+                {"path": rel, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            )
+            if progress:
+                progress("hash", i + 1, len(rels))
+        manifest = {
+            "v": 1,
+            "version": version,
+            "created": int(time.time()) if created is None else created,
+            "key_id": key_id,
+            "confirm_deadline_s": confirm_deadline_s,
+            "files": entries,
+        }
+        raw = json.dumps(manifest, separators=(",", ":")).encode()
+        (tmp / "manifest.json").write_bytes(raw)
+        (tmp / "manifest.sig").write_text(sign(raw, key) + "\n")
+        verify_bundle(tmp, key)
+        tmp.chmod(0o755)
+        try:
+            # rename() of a directory fails if the target appeared meanwhile: never overwrite.
+            os.rename(tmp, final)
+        except OSError:
+            raise BundleError(f"{final} already exists: a release is never rebuilt") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def command(
+    version: Annotated[str, typer.Option("--version", help="release version, e.g. 1.3.0")],
+    fleet_key_file: Annotated[
+        Path, typer.Option("--fleet-key-file", help="file holding the fleet key as hex")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="releases directory (default: the config's ota.releases_dir)"),
+    ] = None,
+    key_id: Annotated[str, typer.Option("--key-id", help="id of the fleet key")] = DEFAULT_KEY_ID,
+    confirm_deadline_s: Annotated[
+        int, typer.Option("--confirm-deadline-s", help="seconds a new version has to confirm")
+    ] = 300,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML config (for ota.releases_dir)")
+    ] = None,
+) -> None:
+    """Build a signed OTA firmware bundle: mpy-cross the device files, manifest, signature."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    if out is None:
+        from envnet.config import ConfigError, load_config
+
+        try:
+            out = Path(load_config(config).ota.releases_dir)
+        except ConfigError as e:
+            typer.echo(f"envnet release: config error: {e}", err=True)
+            raise typer.Exit(2) from None
+    try:
+        key = read_key_file(fleet_key_file)
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()
+        ) as prog:
+            tasks: dict[str, Any] = {}
+
+            def step(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = prog.add_task(name, total=total)
+                prog.update(tasks[name], completed=done)
+
+            path = build_bundle(version, key, out, key_id, confirm_deadline_s, progress=step)
+    except BundleError as e:
+        typer.echo(f"envnet release: {e}", err=True)
+        raise typer.Exit(2) from None
+    m = json.loads((path / "manifest.json").read_text())
+    total = sum(f["size"] for f in m["files"])
+    typer.echo(f"{path}: {len(m['files'])} files, {total} bytes, signed with {key_id}")
