@@ -166,7 +166,7 @@ def city_air(edition: str = DEFAULT_EDITION) -> db.Dashboard:
         .span(24)
         .height(7)
         .decimals(1)
-        .overrides(overrides)
+        .overrides(overrides)  # type: ignore[arg-type]  # the SDK types this list invariantly
         .transformations(
             [
                 # Each query's time is the start of its own window: drop it, then one row
@@ -239,7 +239,7 @@ def city_air(edition: str = DEFAULT_EDITION) -> db.Dashboard:
                 ),
                 desc=f"AQI (window {window}) per station; bands are the {aqi_std} categories.",
             )
-            .time_from(span)
+            .time_from(span)  # type: ignore[arg-type]  # None: the dashboard's own range
             .decimals(0)
             .thresholds(aqi_thresholds(edition))
             .thresholds_style(
@@ -304,9 +304,9 @@ def aqi_map(edition: str, district: str) -> geomap.Panel:
         .view(
             geomap.MapViewConfig()
             .id("coords")
-            .lat(MAP_CENTRE["lat"])
-            .lon(MAP_CENTRE["lon"])
-            .zoom(MAP_CENTRE["zoom"])
+            .lat(MAP_CENTRE["lat"])  # type: ignore[arg-type]  # SDK says int; Grafana takes floats
+            .lon(MAP_CENTRE["lon"])  # type: ignore[arg-type]  # SDK says int; Grafana takes floats
+            .zoom(MAP_CENTRE["zoom"])  # type: ignore[arg-type]  # SDK says int; Grafana takes floats
         )
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
         .basemap(cb.MapLayerOptions().type("default").name("Basemap"))

@@ -66,7 +66,7 @@ def station(edition: str = DEFAULT_EDITION) -> db.Dashboard:
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields("/.*/"))
         .thresholds(steps("text"))
-        .overrides(overrides)
+        .overrides(overrides)  # type: ignore[arg-type]  # the SDK types this list invariantly
     )
     d = d.with_panel(
         stat_panel(
