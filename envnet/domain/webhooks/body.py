@@ -64,10 +64,10 @@ def build_body(
         if label:
             data["parameter_label"] = label
     if station and station_meta and "station_name" not in data:
-        name = station_meta.get("name")
+        name_zh = station_meta.get("name")
         name_en = station_meta.get("name_en")
-        if name or name_en:
-            data["station_name"] = {k: v for k, v in (("zh", name), ("en", name_en)) if v}
+        if name_zh or name_en:
+            data["station_name"] = {k: v for k, v in (("zh", name_zh), ("en", name_en)) if v}
     if station and "station" not in data:  # given as an argument only
         data["station"] = station
     links: dict[str, str] = {}

@@ -26,6 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,7 +243,12 @@ class Outbox:
     )
 
     def claim_due(
-        self, owner: str, now: float, limit: int, lease_s: float, exclude: set[str] = frozenset()
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        lease_s: float,
+        exclude: AbstractSet[str] = frozenset(),
     ) -> list[Claim]:
         """Lease up to `limit` subscription heads that are due and not leased by anyone."""
         if limit <= 0:
@@ -284,7 +290,7 @@ class Outbox:
                     break
             return claims
 
-    def next_due_at(self, exclude: set[str] = frozenset()) -> float | None:
+    def next_due_at(self, exclude: AbstractSet[str] = frozenset()) -> float | None:
         """When the earliest head becomes attemptable (its retry time, or its lease's end)."""
         rows = self._query(
             f"SELECT subscription_id, max(next_attempt_at, coalesce(lease_until, 0)) AS due "
