@@ -32,11 +32,12 @@ from typing import Any
 from envnet.config import Settings
 from envnet.domain.alerts import Evaluator
 from envnet.domain.alerts.engine import AlertEvent, IndexRecord
+from envnet.domain.webhooks import events_for
+from envnet.store import webhooks
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.influx.line_protocol import line
 from envnet.store.state import SqliteStateStore
 from gateway.buffer import Buffer, Point
-from server import events as outbox_events
 
 log = logging.getLogger("envnet.gateway.alerts")
 
@@ -77,7 +78,7 @@ class EvaluationWorker:
         self.wakeup = threading.Event()
         self.events_emitted = 0
         self._metas: dict[str, tuple[float, dict | None]] = {}
-        outbox_events.prepare(settings)
+        webhooks.prepare(settings)  # the outbox tables, before emitting inside our transactions
         now = time.time()
         for st in self.state.list_stations():
             if st["registered"]:
@@ -113,7 +114,9 @@ class EvaluationWorker:
 
     def _emit(self, conn, events: list[AlertEvent]) -> None:
         for e in events:
-            outbox_events.emit_alert_event(self.settings, e, conn=conn)
+            # the alert's webhook event, and station.offline/online for an offline alert
+            for event in events_for(e):
+                webhooks.emit(self.settings, event, conn=conn)
             self.events_emitted += 1
             a = e.alert
             if a is not None:
@@ -127,17 +130,6 @@ class EvaluationWorker:
                     a.last_value,
                     a.limit,
                 )
-                if a.rule == "offline" and e.type in ("alert.opened", "alert.resolved"):
-                    kind = "station.offline" if e.type == "alert.opened" else "station.online"
-                    outbox_events.emit_in_transaction(
-                        conn,
-                        self.settings,
-                        kind,
-                        {"station": a.station, "at": e.at, "alert_id": a.id},
-                        station=a.station,
-                        event_id=f"{a.id}:{kind}",
-                        created_at=e.at,
-                    )
             else:
                 log.info("%s %s", e.type, e.episode)
 

@@ -1,63 +1,40 @@
-"""The gateway's counters (Prometheus). Every message received ends in exactly one outcome."""
+"""The gateway's counters (Prometheus). Every message received ends in exactly one outcome.
+
+Names, types, help texts, labels and buckets are data in envnet/store/gateway_metrics.py,
+which the server reads too when it re-exports the snapshot this gateway publishes."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from envnet.store.gateway_metrics import BY_NAME
+
 REGISTRY = CollectorRegistry()
 
-messages_received = Counter(
-    "envnet_messages_received", "MQTT messages received, by subtopic", ["sub"], registry=REGISTRY
-)
-messages_rejected = Counter(
-    "envnet_messages_rejected",
-    "Messages rejected (dead-lettered), by reason",
-    ["reason"],
-    registry=REGISTRY,
-)
-readings_stored = Counter(
-    "envnet_readings_stored", "Readings committed to the durable buffer", registry=REGISTRY
-)
-readings_duplicate = Counter(
-    "envnet_readings_duplicate",
-    "Readings already in the buffer (replays, QoS 1 duplicates)",
-    registry=REGISTRY,
-)
-readings_unregistered = Counter(
-    "envnet_readings_unregistered",
-    "Readings stored from stations not in the registry",
-    registry=REGISTRY,
-)
-values_out_of_range = Counter(
-    "envnet_values_out_of_range",
-    "Values outside the contract's plausible range, flagged 'range'",
-    registry=REGISTRY,
-)
-buffer_errors = Counter(
-    "envnet_buffer_errors",
-    "Failed commits to the durable buffer (disk full, read-only)",
-    registry=REGISTRY,
-)
-influx_points_written = Counter(
-    "envnet_influx_points_written", "Points written to InfluxDB", registry=REGISTRY
-)
-influx_write_errors = Counter(
-    "envnet_influx_write_errors", "Failed InfluxDB writes, by kind", ["kind"], registry=REGISTRY
-)
-influx_points_quarantined = Counter(
-    "envnet_influx_points_quarantined",
-    "Points InfluxDB refused for good (dead-lettered)",
-    registry=REGISTRY,
-)
+
+def _counter(name: str) -> Counter:
+    f = BY_NAME[name]
+    assert f.type == "counter", name
+    return Counter(f.name, f.help, f.labels, registry=REGISTRY)
+
+
+messages_received = _counter("envnet_messages_received")
+messages_rejected = _counter("envnet_messages_rejected")
+readings_stored = _counter("envnet_readings_stored")
+readings_duplicate = _counter("envnet_readings_duplicate")
+readings_unregistered = _counter("envnet_readings_unregistered")
+values_out_of_range = _counter("envnet_values_out_of_range")
+buffer_errors = _counter("envnet_buffer_errors")
+influx_points_written = _counter("envnet_influx_points_written")
+influx_write_errors = _counter("envnet_influx_write_errors")
+influx_points_quarantined = _counter("envnet_influx_points_quarantined")
+
+_write = BY_NAME["envnet_influx_write_seconds"]
 influx_write_seconds = Histogram(
-    "envnet_influx_write_seconds",
-    "InfluxDB write latency per batch",
-    registry=REGISTRY,
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    _write.name, _write.help, _write.labels, registry=REGISTRY, buckets=_write.buckets
 )
-buffer_pending = Gauge(
-    "envnet_buffer_pending", "Points in the buffer not yet written to InfluxDB", registry=REGISTRY
-)
+_pending = BY_NAME["envnet_buffer_pending"]
+buffer_pending = Gauge(_pending.name, _pending.help, _pending.labels, registry=REGISTRY)
 
 
 def snapshot() -> dict[str, float]:

@@ -6,8 +6,8 @@
   alert engine's `alerts` table is there);
 - the gateway counters that each gateway publishes into the store's kv table
   (`gateway:<client_id>:metrics`), re-exported with a `gateway="<client_id>"` label and the
-  types and help texts of gateway/metrics.py: messages received, rejected by reason, readings
-  stored, InfluxDB write latency (histogram), buffer backlog, ... plus
+  types and help texts of envnet/store/gateway_metrics.py: messages received, rejected by
+  reason, readings stored, InfluxDB write latency (histogram), buffer backlog, ... plus
   `envnet_gateway_metrics_age_seconds` telling how old each gateway's snapshot is.
 """
 
@@ -20,7 +20,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -34,10 +33,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from envnet.domain.webhooks.policy import OUTCOMES
+from envnet.store.gateway_metrics import FAMILIES as GATEWAY_FAMILIES
 from envnet.store.state import connect_sqlite
-
-if TYPE_CHECKING:
-    from server.outbox import Outbox
+from envnet.store.webhooks import Outbox
 
 log = logging.getLogger("envnet.server")
 
@@ -55,7 +54,7 @@ webhook_attempt_seconds = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=None,
 )
-for _outcome in ("delivered", "retry", "failed", "dead"):
+for _outcome in OUTCOMES:
     webhook_attempts.labels(outcome=_outcome)
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?$")
@@ -74,15 +73,6 @@ def parse_sample(key: str) -> tuple[str, dict[str, str]] | None:
     return m["name"], labels
 
 
-def _gateway_families() -> dict[str, tuple[str, str]]:
-    """name -> (type, help) of the gateway's metrics, from its own definitions."""
-    try:
-        from gateway import metrics as gw
-    except Exception:  # the gateway package is optional for the server
-        return {}
-    return {m.name: (m.type, m.documentation) for m in gw.REGISTRY.collect()}
-
-
 class StoreCollector(Collector):
     """Reads the state store at each scrape."""
 
@@ -91,7 +81,8 @@ class StoreCollector(Collector):
         self.outbox = outbox
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # scrapes may overlap; one connection, one at a time
-        self._families = _gateway_families()
+        # name -> (type, help) of the gateway's metric families
+        self._families = {f.name: (f.type, f.help) for f in GATEWAY_FAMILIES}
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:

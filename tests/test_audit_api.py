@@ -24,8 +24,10 @@ from envnet.cli import app as cli
 from envnet.config import load_config
 from envnet.devkit.services import free_port
 from envnet.domain.alerts.repository import Alert
+from envnet.domain.webhooks import Event
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.audit import record_audit
+from envnet.store.webhooks import emit
 from server.app import create_app
 
 KEYS = {"admin": "k-admin-0123", "duty-room": "k-duty-4567", "ops": "k-ops-89ab"}
@@ -98,7 +100,7 @@ def test_webhook_subscription_changes_are_recorded_without_secrets(client: TestC
     assert r.status_code == 201, r.text
     wid = r.json()["id"]
     box = client.app.state.outbox
-    event = box.enqueue_event("alert.opened", {"id": "x"}, only_subscription=wid)
+    event = emit(box, Event("alert.opened", {"id": "x"}), only_subscription=wid)
     delivery = next(d for d in box.list_deliveries(wid) if d["event_id"] == event)
     assert (
         client.post(
@@ -129,7 +131,7 @@ def test_redelivery_is_recorded(client: TestClient) -> None:
     )  # fmt: skip
     wid = r.json()["id"]
     box = client.app.state.outbox
-    event = box.enqueue_event("alert.opened", {"id": "x"}, only_subscription=wid)
+    event = emit(box, Event("alert.opened", {"id": "x"}), only_subscription=wid)
     d = next(d for d in box.list_deliveries(wid) if d["event_id"] == event)
     with box.tx() as c:  # as the worker leaves a delivery that gave up
         c.execute("UPDATE webhook_deliveries SET status='dead' WHERE id=?", (d["id"],))

@@ -23,7 +23,8 @@ from conftest import Proc, wait_until
 
 from envnet.config import load_config
 from envnet.devkit.services import free_port
-from server.events import emit
+from envnet.domain.webhooks import Event
+from envnet.store.webhooks import emit
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "test-key"
@@ -254,7 +255,7 @@ def test_retries_follow_the_schedule_then_deliver(servers, receivers) -> None:
     rx = receivers(behave=lambda n: answers[n] if n < len(answers) else 200)
     sub = srv.subscribe(rx.url, events=["alert.opened"])
 
-    emit(srv.settings, "alert.opened", alert(1))  # from another process, like the gateway
+    emit(srv.settings, Event("alert.opened", alert(1)))  # from another process, like the gateway
     [d] = srv.wait_status(sub, "delivered")
 
     got = rx.got
@@ -293,8 +294,8 @@ def test_refused_timeout_and_410_then_redeliver_dead_letter(servers, receivers) 
     s_slow = srv.subscribe(slow.url, events=["alert.opened"])
     s_gone = srv.subscribe(gone.url)
 
-    emit(srv.settings, "alert.opened", alert(1))
-    emit(srv.settings, "alert.resolved", {**alert(1), "state": "resolved"})
+    emit(srv.settings, Event("alert.opened", alert(1)))
+    emit(srv.settings, Event("alert.resolved", {**alert(1), "state": "resolved"}))
 
     [dead] = srv.wait_status(s_refused, "dead", n=1)
     assert dead["event_type"] == "alert.opened" and dead["attempts"] == 3
@@ -333,21 +334,24 @@ def test_in_order_across_a_crash_and_nothing_lost_or_renamed(servers, receivers)
     rx = receivers(behave=lambda n: mode["answer"])
     sub = srv.subscribe(rx.url, stations=["sy-001", "sy-002"])
 
-    sent = [emit(srv.settings, "alert.opened", alert(i, "sy-001")) for i in range(4)]
-    emit(srv.settings, "alert.opened", alert(99, "sy-404"))  # filtered out: other station
+    sent = [emit(srv.settings, Event("alert.opened", alert(i, "sy-001"))) for i in range(4)]
+    emit(srv.settings, Event("alert.opened", alert(99, "sy-404")))  # filtered out: other station
     wait_until(lambda: rx.count() >= 3, 10, 0.02, what="a few failed attempts")
     # the head holds the rest back: only the first event has been tried
     assert {g.event["id"] for g in rx.got} == {sent[0]}
 
     srv.kill()  # crash between attempts
-    sent += [emit(srv.settings, "station.offline", {"station": "sy-002", "n": i}) for i in range(3)]
+    sent += [
+        emit(srv.settings, Event("station.offline", {"station": "sy-002", "n": i}))
+        for i in range(3)
+    ]
     mode["answer"] = 200
     srv.start()
 
     wait_until(lambda: len({g.event["id"] for g in rx.delivered()}) == 7, 15, 0.05, what="all 7")
     # then a crash with a request in flight: the receiver got it, the server never heard back
     mode["answer"] = ("hang", 3.0)
-    sent.append(emit(srv.settings, "alert.resolved", {**alert(0), "state": "resolved"}))
+    sent.append(emit(srv.settings, Event("alert.resolved", {**alert(0), "state": "resolved"})))
     wait_until(lambda: rx.got[-1].event["id"] == sent[-1], 10, 0.02, what="request in flight")
     srv.kill()
     mode["answer"] = 200
@@ -375,8 +379,13 @@ def test_signature_verified_by_the_receiver_and_tampering_detected(servers, rece
     sub = srv.subscribe(rx.url, events=["episode.changed"])
     emit(
         srv.store,
-        "episode.changed",
-        {"level": "orange", "label": {"zh": "橙色预警(Ⅱ级)", "en": "orange warning (level II)"}},
+        Event(
+            "episode.changed",
+            {
+                "level": "orange",
+                "label": {"zh": "橙色预警(Ⅱ级)", "en": "orange warning (level II)"},
+            },
+        ),
     )
     r = srv.api("POST", f"/webhooks/{sub}/ping")
     assert r.status_code == 202 and r.json()["event_type"] == "ping"

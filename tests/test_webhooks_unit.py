@@ -15,23 +15,24 @@ import pytest
 from fastapi.testclient import TestClient
 
 from envnet.config import ConfigError, WebhookSettings, load_config
+from envnet.domain import webhooks as wh
+from envnet.domain.webhooks import Event, events_for
 from envnet.store.state import SqliteStateStore
-from server import outbox as ob
-from server.events import emit
+from envnet.store.webhooks import Conflict, Outbox, emit, prepare
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_signature_is_hmac_sha256_over_the_raw_body() -> None:
     body = b'{"id":"e1","type":"alert.opened","data":{"station":"sy-001","value":120.5}}'
-    sig = ob.sign("s3cret-s3cret-s3cret", body)
+    sig = wh.sign("s3cret-s3cret-s3cret", body)
     expected = hmac.new(b"s3cret-s3cret-s3cret", body, hashlib.sha256).hexdigest()
     assert sig == f"sha256={expected}"
-    assert ob.verify("s3cret-s3cret-s3cret", body, sig)
-    assert not ob.verify("s3cret-s3cret-s3cret", body.replace(b"120.5", b"12.5"), sig)
-    assert not ob.verify("another-secret-xyz", body, sig)
-    assert not ob.verify("s3cret-s3cret-s3cret", body, None)
-    assert not ob.verify("s3cret-s3cret-s3cret", body, "sha256=" + "0" * 64)
+    assert wh.verify("s3cret-s3cret-s3cret", body, sig)
+    assert not wh.verify("s3cret-s3cret-s3cret", body.replace(b"120.5", b"12.5"), sig)
+    assert not wh.verify("another-secret-xyz", body, sig)
+    assert not wh.verify("s3cret-s3cret-s3cret", body, None)
+    assert not wh.verify("s3cret-s3cret-s3cret", body, "sha256=" + "0" * 64)
 
 
 @pytest.mark.parametrize(
@@ -55,28 +56,28 @@ def test_signature_is_hmac_sha256_over_the_raw_body() -> None:
     ],
 )
 def test_which_answers_are_retried(code: int | None, outcome: str) -> None:
-    assert ob.classify(code) == outcome
+    assert wh.classify(code) == outcome
 
 
 def test_backoff_is_exponential_capped_and_jittered_downwards() -> None:
     cfg = WebhookSettings(backoff_base_s=5, backoff_factor=2, backoff_cap_s=3600, jitter=0.25)
-    full = [ob.backoff_s(n, cfg, rnd=lambda: 0.0) for n in range(1, 13)]
+    full = [wh.backoff_s(n, cfg, rnd=lambda: 0.0) for n in range(1, 13)]
     assert full == [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]
-    shortest = [ob.backoff_s(n, cfg, rnd=lambda: 1.0) for n in range(1, 13)]
+    shortest = [wh.backoff_s(n, cfg, rnd=lambda: 1.0) for n in range(1, 13)]
     assert shortest == [0.75 * d for d in full]
     # the defaults keep retrying for most of a night before dead-lettering
     d = WebhookSettings()
-    total = sum(ob.backoff_s(n, d, rnd=lambda: 0.0) for n in range(1, d.max_attempts))
+    total = sum(wh.backoff_s(n, d, rnd=lambda: 0.0) for n in range(1, d.max_attempts))
     assert 8 * 3600 < total < 12 * 3600
 
 
 def test_retry_after_header() -> None:
     now = time.time()
-    assert ob.retry_after_s("7", now) == 7
+    assert wh.retry_after_s("7", now) == 7
     http_date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 30))
-    assert 28 <= ob.retry_after_s(http_date, now) <= 31
-    assert ob.retry_after_s("soon", now) is None
-    assert ob.retry_after_s(None, now) is None
+    assert 28 <= wh.retry_after_s(http_date, now) <= 31
+    assert wh.retry_after_s("soon", now) is None
+    assert wh.retry_after_s(None, now) is None
 
 
 def test_webhook_settings_follow_the_env_override_rule() -> None:
@@ -92,33 +93,33 @@ def test_webhook_settings_follow_the_env_override_rule() -> None:
 
 
 @pytest.fixture
-def box(tmp_path: Path) -> ob.Outbox:
+def box(tmp_path: Path) -> Outbox:
     SqliteStateStore(tmp_path / "envnet.db").close()  # the state store's own tables first
-    o = ob.Outbox(tmp_path / "envnet.db", base_url="https://envnet.example.cn")
+    o = Outbox(tmp_path / "envnet.db", base_url="https://envnet.example.cn")
     yield o
     o.close()
 
 
-def _sub(box: ob.Outbox, **kw) -> str:
-    kw.setdefault("events", list(ob.EVENT_TYPES))
+def _sub(box: Outbox, **kw) -> str:
+    kw.setdefault("events", list(wh.EVENT_TYPES))
     return box.create_subscription("http://127.0.0.1:9/x", "secret-secret-secret", **kw)["id"]
 
 
-def _deliveries(box: ob.Outbox, sub: str) -> list[str]:
+def _deliveries(box: Outbox, sub: str) -> list[str]:
     return [d["event_type"] for d in reversed(box.list_deliveries(sub, limit=500))]
 
 
-def test_fan_out_follows_types_and_filters(box: ob.Outbox) -> None:
+def test_fan_out_follows_types_and_filters(box: Outbox) -> None:
     everything = _sub(box)
     alerts_only = _sub(box, events=["alert.opened", "alert.resolved"])
     one_station = _sub(box, stations=["sy-001"])
     hunnan = _sub(box, districts=["浑南区"])
     severe = _sub(box, severities=["severe"])
 
-    box.enqueue_event("alert.opened", {"id": "a1", "station": "sy-001", "severity": "severe"})
-    box.enqueue_event("alert.opened", {"id": "a2", "station": "sy-002", "severity": "minor"})
-    box.enqueue_event("station.offline", {"station": "sy-001"}, district="浑南区")
-    box.enqueue_event("episode.changed", {"level": "orange"})  # no station, district, severity
+    emit(box, Event("alert.opened", {"id": "a1", "station": "sy-001", "severity": "severe"}))
+    emit(box, Event("alert.opened", {"id": "a2", "station": "sy-002", "severity": "minor"}))
+    emit(box, Event("station.offline", {"station": "sy-001"}, district="浑南区"))
+    emit(box, Event("episode.changed", {"level": "orange"}))  # no station, district, severity
 
     assert len(_deliveries(box, everything)) == 4
     assert _deliveries(box, alerts_only) == ["alert.opened", "alert.opened"]
@@ -132,7 +133,7 @@ def test_fan_out_follows_types_and_filters(box: ob.Outbox) -> None:
     assert _deliveries(box, severe) == ["alert.opened", "station.offline", "episode.changed"]
 
 
-def test_district_comes_from_the_registry(box: ob.Outbox, tmp_path: Path) -> None:
+def test_district_comes_from_the_registry(box: Outbox, tmp_path: Path) -> None:
     store = SqliteStateStore(tmp_path / "envnet.db")
     store.register_station(
         "sy-007", "air", {"district": "铁西区", "name": "铁西站", "name_en": "Tiexi"}
@@ -140,7 +141,7 @@ def test_district_comes_from_the_registry(box: ob.Outbox, tmp_path: Path) -> Non
     store.close()
     tiexi = _sub(box, districts=["铁西区"])
     other = _sub(box, districts=["和平区"])
-    box.enqueue_event("alert.opened", {"id": "a9", "station": "sy-007", "parameter": "pm25"})
+    emit(box, Event("alert.opened", {"id": "a9", "station": "sy-007", "parameter": "pm25"}))
     [d] = box.list_deliveries(tiexi)
     assert box.list_deliveries(other) == []
     body = box.get_delivery(tiexi, d["id"])["body"]
@@ -148,7 +149,7 @@ def test_district_comes_from_the_registry(box: ob.Outbox, tmp_path: Path) -> Non
     assert body["data"]["parameter_label"] == {"zh": "细颗粒物(PM2.5)", "en": "PM2.5"}
 
 
-def test_event_body_shape(box: ob.Outbox) -> None:
+def test_event_body_shape(box: Outbox) -> None:
     sub = _sub(box)
     alert = {
         "id": "al-42",
@@ -165,7 +166,7 @@ def test_event_body_shape(box: ob.Outbox) -> None:
         "last_value": 121.0,
         "category": ["轻度污染", "lightly polluted"],
     }
-    eid = box.enqueue_event("alert.opened", alert, event_id="evt-1", created_at=1714550400.5)
+    eid = emit(box, Event("alert.opened", alert, id="evt-1", created_at=1714550400.5))
     [d] = box.list_deliveries(sub)
     body = box.get_delivery(sub, d["id"])["body"]
     assert body["id"] == eid == "evt-1"
@@ -182,25 +183,25 @@ def test_event_body_shape(box: ob.Outbox) -> None:
     assert data["category"] == {"zh": "轻度污染", "en": "lightly polluted"}
 
 
-def test_same_event_id_is_enqueued_once(box: ob.Outbox) -> None:
+def test_same_event_id_is_enqueued_once(box: Outbox) -> None:
     sub = _sub(box)
     for _ in range(3):
-        box.enqueue_event("station.online", {"station": "sy-001"}, event_id="online:sy-001:7")
+        emit(box, Event("station.online", {"station": "sy-001"}, id="online:sy-001:7"))
     assert len(box.list_deliveries(sub)) == 1
 
 
-def test_bad_events_are_refused(box: ob.Outbox) -> None:
+def test_bad_events_are_refused(box: Outbox) -> None:
     with pytest.raises(ValueError, match="unknown event type"):
-        box.enqueue_event("alert.exploded", {})
+        emit(box, Event("alert.exploded", {}))
     with pytest.raises(ValueError, match="plain JSON"):
-        box.enqueue_event("alert.opened", {"value": float("nan")})
+        emit(box, Event("alert.opened", {"value": float("nan")}))
 
 
-def test_heads_go_in_order_and_leases_exclude(box: ob.Outbox) -> None:
+def test_heads_go_in_order_and_leases_exclude(box: Outbox) -> None:
     cfg = WebhookSettings(max_attempts=2, backoff_base_s=60, jitter=0)
     a, b = _sub(box), _sub(box)
     for i in range(3):
-        box.enqueue_event("station.online", {"station": "sy-001", "n": i})
+        emit(box, Event("station.online", {"station": "sy-001", "n": i}))
     now = time.time()
     claims = box.claim_due("me:1:x", now, 10, lease_s=30)
     assert sorted(c.subscription_id for c in claims) == sorted([a, b])  # one head each
@@ -231,15 +232,15 @@ def test_heads_go_in_order_and_leases_exclude(box: ob.Outbox) -> None:
     # redelivery: same id, fresh round, first in line again
     box.record_attempt(ca3, "me:1:x", cfg, now, 5.0, 200, None)
     assert box.redeliver(a, ca.delivery_id)["status"] == "pending"
-    with pytest.raises(ob.Conflict):
+    with pytest.raises(Conflict):
         box.redeliver(a, ca.delivery_id)
     [again] = box.claim_due("me:1:x", time.time(), 10, lease_s=30, exclude={b})
     assert again.delivery_id == ca.delivery_id and again.round_attempts == 0
 
 
-def test_a_dead_owner_lease_is_released_on_restart(box: ob.Outbox) -> None:
+def test_a_dead_owner_lease_is_released_on_restart(box: Outbox) -> None:
     _sub(box)
-    box.enqueue_event("station.online", {"station": "sy-001"})
+    emit(box, Event("station.online", {"station": "sy-001"}))
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
     )
@@ -253,13 +254,15 @@ def test_a_dead_owner_lease_is_released_on_restart(box: ob.Outbox) -> None:
 def test_emit_from_another_process(tmp_path: Path) -> None:
     """The gateway's way in: a separate process commits the event; this one sees it."""
     db = tmp_path / "envnet.db"
-    box = ob.Outbox(db)
+    box = Outbox(db)
     sub = box.create_subscription("http://127.0.0.1:9/", "secret-secret-secret", ["alert.opened"])
     code = (
-        "from server.events import emit; from envnet.config import load_config; "
+        "from envnet.store.webhooks import emit; from envnet.domain.webhooks import Event; "
+        "from envnet.config import load_config; "
         f"s = load_config(None, environ={{'ENVNET_STORE_PATH': {str(db)!r}, "
         "'ENVNET_SERVER_PUBLIC_URL': 'https://api.example.cn/'}); "
-        "print(emit(s, 'alert.opened', {'id': 'x1', 'station': 'sy-003', 'severity': 'warning'}))"
+        "print(emit(s, Event('alert.opened', "
+        "{'id': 'x1', 'station': 'sy-003', 'severity': 'warning'})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
@@ -270,7 +273,7 @@ def test_emit_from_another_process(tmp_path: Path) -> None:
     body = box.get_delivery(sub["id"], d["id"])["body"]
     assert body["links"]["self"] == "https://api.example.cn/alerts/x1"
     # and the in-process helper, with a path: relative links
-    emit(db, "alert.opened", {"id": "x2", "station": "sy-003"})
+    emit(db, Event("alert.opened", {"id": "x2", "station": "sy-003"}))
     newest = box.list_deliveries(sub["id"])[0]
     assert box.get_delivery(sub["id"], newest["id"])["body"]["links"]["self"] == "/alerts/x2"
     box.close()
@@ -324,10 +327,14 @@ def test_metrics_reexport_gateway_counters_and_alerts(tmp_path: Path) -> None:
     assert 'envnet_webhook_delivery_attempts_total{outcome="delivered"}' in text
 
 
-def test_alert_engine_events_map_to_webhook_bodies(box: ob.Outbox, tmp_path: Path) -> None:
+def emit_change(db: Path, change) -> list[str]:
+    """What the alert engine's callers do with one change: emit each of its events."""
+    return [emit(db, event) for event in events_for(change)]
+
+
+def test_alert_engine_events_map_to_webhook_bodies(box: Outbox, tmp_path: Path) -> None:
     from envnet.domain.alerts.engine import AlertEvent
     from envnet.domain.alerts.repository import Alert
-    from server.events import emit_alert_event
 
     sub = _sub(box, severities=["high"])
     alert = Alert(
@@ -349,7 +356,7 @@ def test_alert_engine_events_map_to_webhook_bodies(box: ob.Outbox, tmp_path: Pat
     )
     db = tmp_path / "envnet.db"
     opened = AlertEvent("alert.opened", 1714550460.0, alert)
-    assert emit_alert_event(db, opened) == emit_alert_event(db, opened) == "9f2c:opened:0"
+    assert emit_change(db, opened) == emit_change(db, opened) == ["9f2c:opened:0"]
     episode = AlertEvent(
         "episode.changed",
         1714550460.0,
@@ -361,11 +368,11 @@ def test_alert_engine_events_map_to_webhook_bodies(box: ob.Outbox, tmp_path: Pat
             "level_en": "orange warning (level II)",
         },
     )
-    assert emit_alert_event(db, episode) == "episode:2024-05-01:orange"
+    assert emit_change(db, episode) == ["episode:2024-05-01:orange"]
     network = AlertEvent(
         "alert.opened", 1714550460.0, Alert(**{**alert.to_dict(), "id": "n1", "station": "*"})
     )
-    emit_alert_event(db, network)
+    emit_change(db, network)
     ds = list(reversed(box.list_deliveries(sub)))
     assert [d["event_id"] for d in ds] == [
         "9f2c:opened:0",
@@ -383,20 +390,58 @@ def test_alert_engine_events_map_to_webhook_bodies(box: ob.Outbox, tmp_path: Pat
     assert net["links"] == {"self": "/alerts/n1"}  # no /stations/* link
 
 
-def test_emit_in_the_callers_transaction_is_atomic(box: ob.Outbox, tmp_path: Path) -> None:
-    from server.events import emit_in_transaction, prepare
-
+def test_emit_in_the_callers_transaction_is_atomic(box: Outbox, tmp_path: Path) -> None:
     db = tmp_path / "envnet.db"
     prepare(db)
     sub = _sub(box)
     store = SqliteStateStore(db)
     with pytest.raises(RuntimeError), store.tx() as conn:
-        emit_in_transaction(conn, db, "alert.resolved", {"id": "r1", "station": "sy-001"})
+        emit(db, Event("alert.resolved", {"id": "r1", "station": "sy-001"}), conn=conn)
         raise RuntimeError("the alert's own change failed")
     assert box.list_deliveries(sub) == []  # rolled back together
     with store.tx() as conn:
         conn.execute("INSERT INTO kv(key, value, updated_at) VALUES ('alert:r1', '{}', 0)")
-        eid = emit_in_transaction(conn, db, "alert.resolved", {"id": "r1", "station": "sy-001"})
+        eid = emit(db, Event("alert.resolved", {"id": "r1", "station": "sy-001"}), conn=conn)
     [d] = box.list_deliveries(sub)
     assert d["event_id"] == eid and store.get_kv("alert:r1") == {}
     store.close()
+
+
+def test_the_docs_show_the_event_catalogue() -> None:
+    """docs/webhooks.md section 2 lists exactly the catalogue's types, labels and when."""
+    text = (REPO / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    section = text.split("## 2. Events", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| `") and not line.startswith("| `type`")
+    ]
+    assert rows == [[f"`{k.type}`", k.zh, k.when] for k in wh.CATALOGUE]
+    assert wh.EVENT_TYPES == tuple(k.type for k in wh.CATALOGUE if k.type != wh.PING)
+
+
+def test_offline_alerts_are_also_station_events() -> None:
+    from envnet.domain.alerts.engine import AlertEvent
+    from envnet.domain.alerts.repository import Alert
+
+    alert = Alert(
+        "off1", "sy-004", "offline", "status", "high", "", None, None, "", 10.0, "open", None, 10.0
+    )
+    opened = events_for(AlertEvent("alert.opened", 20.0, alert))
+    assert [(e.type, e.id, e.station) for e in opened] == [
+        ("alert.opened", "off1:opened:0", "sy-004"),
+        ("station.offline", "off1:station.offline", "sy-004"),
+    ]
+    assert opened[1].data == {"station": "sy-004", "at": 20.0, "alert_id": "off1"}
+    resolved = events_for(AlertEvent("alert.resolved", 30.0, alert))
+    assert [e.type for e in resolved] == ["alert.resolved", "station.online"]
+    acked = events_for(AlertEvent("alert.acknowledged", 25.0, alert))
+    assert [e.type for e in acked] == ["alert.acknowledged"]
+
+
+def test_ping_goes_to_one_subscription_only(box: Outbox) -> None:
+    with pytest.raises(ValueError, match="unknown event type"):
+        emit(box, Event(wh.PING, {}))
+    a, b = _sub(box), _sub(box)
+    emit(box, Event(wh.PING, {"webhook_id": a}), only_subscription=a)
+    assert _deliveries(box, a) == ["ping"] and _deliveries(box, b) == []

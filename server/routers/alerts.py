@@ -14,10 +14,11 @@ from pydantic import BaseModel, Field
 
 from envnet.config import Settings
 from envnet.domain.alerts import RULES, SEVERITIES, acknowledge
+from envnet.domain.webhooks import events_for
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.audit import record_audit
 from envnet.store.state import SqliteStateStore
-from server import events
+from envnet.store.webhooks import emit
 from server.security import ApiKeyName, require_api_key
 
 
@@ -85,7 +86,8 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
             except KeyError:
                 raise HTTPException(404, f"alert {alert_id} is not known") from None
             if ev is not None:
-                events.emit_alert_event(settings, ev, conn=conn)
+                for event in events_for(ev):
+                    emit(settings, event, conn=conn)
                 audit_ack(state, who, alerts.get_alert(alert_id), body)
         a = alerts.get_alert(alert_id)
         return {**a.to_dict(), "changed": ev is not None}

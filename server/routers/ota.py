@@ -25,8 +25,8 @@ from envnet.core import contract
 from envnet.store.audit import record_audit
 from envnet.store.ota import FAILED, FINAL, SqliteOtaStore
 from envnet.store.state import SqliteStateStore
+from envnet.store.webhooks import public_base_url
 from server.lifespan import run_with_app
-from server.outbox import public_base_url
 from server.rollout import (
     Commander,
     RolloutEngine,

@@ -1,7 +1,8 @@
 """Webhook subscriptions and their deliveries, over the API; `install()` wires it all in.
 
 Every /webhooks route needs the API key (subscriber URLs and delivery contents are not public).
-See docs/webhooks.md for what a subscriber receives, and server/outbox.py for how.
+See docs/webhooks.md for what a subscriber receives; the outbox is envnet/store/webhooks/, the
+delivery worker server/delivery.py.
 """
 
 from __future__ import annotations
@@ -16,33 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from envnet.config import Settings
 from envnet.core import contract
+from envnet.domain.webhooks import EVENT_TYPES, PING, Event, Outcome, Status
+from envnet.store.webhooks import Conflict, Outbox, emit, public_base_url
 from server import errors, metrics
+from server.delivery import DeliveryWorker
 from server.lifespan import run_with_app
-from server.outbox import (
-    EVENT_TYPES,
-    PING,
-    Conflict,
-    DeliveryWorker,
-    Outbox,
-    public_base_url,
-)
 from server.routers import audit as audit
 from server.security import ApiKeyName, require_api_key
 
 log = logging.getLogger("envnet.webhooks")
 
-EventType = Literal[
-    "alert.opened",
-    "alert.escalated",
-    "alert.acknowledged",
-    "alert.resolved",
-    "station.offline",
-    "station.online",
-    "episode.changed",
-]
-assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
-
-DeliveryStatus = Literal["pending", "delivered", "failed", "dead"]
+# The subscribable types of the event catalogue (envnet/domain/webhooks/catalogue.py).
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+DeliveryStatus = Status
 StationId = Annotated[str, StringConstraints(pattern=contract.STATION_ID_RE.pattern)]
 District = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 Severity = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
@@ -141,7 +128,7 @@ class Attempt(BaseModel):
     duration_ms: float
     status_code: int | None = Field(description="The receiver's HTTP status; null: no answer")
     error: str | None
-    outcome: Literal["delivered", "retry", "failed", "dead"]
+    outcome: Outcome
 
 
 class Delivery(BaseModel):
@@ -257,7 +244,8 @@ def delete_webhook(
 def ping_webhook(webhook_id: WebhookId, outbox: OutboxDep) -> dict[str, Any]:
     """Send a signed `ping` event to this webhook only, to test the receiver end to end."""
     _sub_or_404(outbox, webhook_id)
-    event_id = outbox.enqueue_event(PING, {"webhook_id": webhook_id}, only_subscription=webhook_id)
+    ping = Event(PING, {"webhook_id": webhook_id})
+    event_id = emit(outbox, ping, only_subscription=webhook_id)
     for d in outbox.list_deliveries(webhook_id, limit=20):
         if d["event_id"] == event_id:
             return d
