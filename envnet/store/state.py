@@ -13,8 +13,7 @@ import heapq
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -127,13 +126,11 @@ class SqliteStateStore:
     def close(self) -> None:
         self.db.close()
 
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction (Database.transaction: BEGIN IMMEDIATE, nested calls are
         savepoints). An alert change, its history and its webhook event
         (server.events.emit_in_transaction) commit together or not at all this way."""
-        with self.db.transaction() as conn:
-            yield conn
+        return self.db.transaction()
 
     def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         """A read; inside an open tx() it sees that transaction's own changes."""
