@@ -6,21 +6,26 @@ keyed by (station, seq, ts): a replay or a QoS 1 duplicate is recognised and ign
 station whose seq counter restarted (a wiped flash) still gets its new readings stored.
 Rejected messages are kept verbatim in a dead-letter table for inspection, accepted ones in
 `raw_messages` for `gateway.raw_retention_days`, so a stored value traces back to its bytes.
+
+Its own file, so its own schema registry (`BUFFER_DB`, envnet/store/schema.py) with one owner.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from envnet.store.state import connect_sqlite
+from envnet.store.database import Database
+from envnet.store.schema import Registry
 
-SCHEMA = """
+BUFFER_DB = Registry("buffer", "gateway.buffer_path (buffer.db)")
+
+# Version 1: the schema as it was before versioning (never edit; append ALTERs as version 2...).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS points (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     station TEXT NOT NULL,
@@ -60,6 +65,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     detail TEXT NOT NULL
 );
 """
+BUFFER = BUFFER_DB.register(
+    "buffer",
+    module=__name__,
+    tables=("points", "raw_messages", "eval_queue", "dead_letters"),
+    migrations=(SCHEMA_V1,),
+)
 
 
 @dataclass(slots=True)
@@ -100,14 +111,11 @@ class BufferFullError(OSError):
 class Buffer:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._conn = connect_sqlite(self.path)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.executescript(SCHEMA)
+        self.db = Database(self.path)
+        self.db.ensure(BUFFER)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.db.close()
 
     def store(
         self,
@@ -125,10 +133,8 @@ class Buffer:
         raws = list(raw)
         ev = list(evals)
         last_eval = 0
-        with self._lock:
-            try:
-                c = self._conn
-                c.execute("BEGIN IMMEDIATE")
+        try:
+            with self.db.transaction() as c:
                 before = c.total_changes
                 c.executemany(
                     "INSERT OR IGNORE INTO points(station, measurement, seq, ts, line, received_at)"
@@ -155,44 +161,32 @@ class Buffer:
                         " VALUES (?,?,?,?,?)",
                         dls,
                     )
-                c.execute("COMMIT")
-            except sqlite3.OperationalError as e:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise BufferFullError(f"buffer {self.path}: {e}") from e
+        except sqlite3.OperationalError as e:  # rolled back by transaction()
+            raise BufferFullError(f"buffer {self.path}: {e}") from e
         return new, len(pts) - new, last_eval
 
     def pending(self, limit: int) -> list[tuple[int, str]]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, line FROM points WHERE written_at IS NULL ORDER BY id LIMIT ?", (limit,)
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT id, line FROM points WHERE written_at IS NULL ORDER BY id LIMIT ?", (limit,)
+        )
         return [(r[0], r[1]) for r in rows]
 
     def pending_count(self) -> int:
-        with self._lock:
-            return self._conn.execute(
-                "SELECT count(*) FROM points WHERE written_at IS NULL"
-            ).fetchone()[0]
+        return self.db.query("SELECT count(*) FROM points WHERE written_at IS NULL")[0][0]
 
     def mark_written(self, ids: list[int]) -> None:
         """`ids` are the oldest pending points in id order (see pending()), so every pending
         point between the first and the last of them is one of them: one range update."""
         now = time.time()
-        with self._lock:
-            c = self._conn
-            c.execute("BEGIN IMMEDIATE")
+        with self.db.transaction() as c:
             c.execute(
                 "UPDATE points SET written_at=? WHERE id BETWEEN ? AND ? AND written_at IS NULL",
                 (now, min(ids), max(ids)),
             )
-            c.execute("COMMIT")
 
     def quarantine(self, point_id: int, reason: str, detail: str) -> None:
         """A point InfluxDB refuses for good: keep it as a dead letter, stop retrying it."""
-        with self._lock:
-            c = self._conn
-            c.execute("BEGIN IMMEDIATE")
+        with self.db.transaction() as c:
             row = c.execute("SELECT station, line FROM points WHERE id=?", (point_id,)).fetchone()
             if row:
                 c.execute(
@@ -201,58 +195,48 @@ class Buffer:
                     (time.time(), f"influx:{row[0]}", row[1].encode(), reason, detail),
                 )
                 c.execute("UPDATE points SET written_at=? WHERE id=?", (time.time(), point_id))
-            c.execute("COMMIT")
 
     def purge_written(self, older_than_s: float) -> int:
         cutoff = time.time() - older_than_s
-        with self._lock:
-            cur = self._conn.execute(
-                "DELETE FROM points WHERE written_at IS NOT NULL AND written_at < ?", (cutoff,)
-            )
-            return cur.rowcount
+        return self.db.execute(
+            "DELETE FROM points WHERE written_at IS NOT NULL AND written_at < ?", (cutoff,)
+        ).rowcount
 
     def last_eval_id(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT coalesce(max(id), 0) FROM eval_queue").fetchone()[0]
+        return self.db.query("SELECT coalesce(max(id), 0) FROM eval_queue")[0][0]
 
     def eval_backlog(self, after_id: int, until_id: int, limit: int) -> list[tuple[int, EvalItem]]:
         """Evaluation items after `after_id`, in order: what a killed gateway had not yet
         evaluated (and saved) when it died."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, sub, station, body, received_at FROM eval_queue"
-                " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-                (after_id, until_id, limit),
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT id, sub, station, body, received_at FROM eval_queue"
+            " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (after_id, until_id, limit),
+        )
         return [(r[0], EvalItem(r[1], r[2], r[3], r[4])) for r in rows]
 
     def purge_evaluated(self, up_to_id: int) -> int:
-        with self._lock:
-            return self._conn.execute("DELETE FROM eval_queue WHERE id <= ?", (up_to_id,)).rowcount
+        return self.db.execute("DELETE FROM eval_queue WHERE id <= ?", (up_to_id,)).rowcount
 
     def purge_raw(self, older_than_s: float) -> int:
         cutoff = time.time() - older_than_s
-        with self._lock:
-            cur = self._conn.execute("DELETE FROM raw_messages WHERE received_at < ?", (cutoff,))
-            return cur.rowcount
+        return self.db.execute("DELETE FROM raw_messages WHERE received_at < ?", (cutoff,)).rowcount
 
     def raw_messages(
         self, station: str, since: float = 0.0, until: float = float("inf"), limit: int = 1000
     ) -> list[dict]:
         """What a station sent, as received, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, received_at, station, topic, payload FROM raw_messages"
-                " WHERE station=? AND received_at BETWEEN ? AND ? ORDER BY id LIMIT ?",
-                (station, since, min(until, 1e18), limit),
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT id, received_at, station, topic, payload FROM raw_messages"
+            " WHERE station=? AND received_at BETWEEN ? AND ? ORDER BY id LIMIT ?",
+            (station, since, min(until, 1e18), limit),
+        )
         return [dict(r) for r in rows]
 
     def dead_letters(self, limit: int = 100) -> list[dict]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, received_at, topic, payload, reason, detail FROM dead_letters"
-                " ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT id, received_at, topic, payload, reason, detail FROM dead_letters"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
         return [dict(r) for r in rows]

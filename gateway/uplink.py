@@ -19,7 +19,6 @@ import logging
 import queue
 import select
 import socket
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -37,6 +36,8 @@ from envnet.domain.hj212.codec import (
     Packet,
     data_time,
 )
+from envnet.store.database import Database
+from envnet.store.schema import Registry
 
 log = logging.getLogger("envnet.uplink")
 
@@ -47,7 +48,10 @@ KEEP_SAMPLES_S = 2 * DAY
 KEEP_ACKED_S = 7 * DAY  # acknowledged packets stay inspectable this long
 NOT_EVALUATED = ("maint", "cal")
 
-SCHEMA = """
+# The outbox file (uplink.outbox_path) has its own schema registry, with one owner: this module.
+UPLINK_DB = Registry("uplink", "uplink.outbox_path")
+# Version 1: the schema as it was before versioning (never edit; append ALTERs as version 2...).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS samples (
   station TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, vals TEXT NOT NULL,
   flags TEXT NOT NULL, PRIMARY KEY (station, ts));
@@ -59,6 +63,9 @@ CREATE TABLE IF NOT EXISTS outbox (
   qn TEXT NOT NULL, packet BLOB NOT NULL, created REAL NOT NULL, acked REAL);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (platform, acked, id);
 """
+UPLINK = UPLINK_DB.register(
+    "uplink", module=__name__, tables=("samples", "marks", "outbox"), migrations=(SCHEMA_V1,)
+)
 
 
 def _num(v: float) -> str:
@@ -148,32 +155,27 @@ class Outbox:
     """The durable state: samples, closed-window marks and the per-platform packet queue."""
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        self.lock = threading.Lock()
+        # synchronous=FULL: a packet acknowledged to MQTT must survive a power cut too.
+        self.db = Database(path, synchronous="FULL")
+        self.db.ensure(UPLINK)
 
     def next_pending(self, platform: str) -> tuple[int, str, bytes] | None:
-        with self.lock:
-            return self.db.execute(
-                "SELECT id, qn, packet FROM outbox WHERE platform=? AND acked IS NULL "
-                "ORDER BY id LIMIT 1",
-                (platform,),
-            ).fetchone()
+        rows = self.db.query(
+            "SELECT id, qn, packet FROM outbox WHERE platform=? AND acked IS NULL "
+            "ORDER BY id LIMIT 1",
+            (platform,),
+        )
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
     def mark_acked(self, row_id: int) -> None:
-        with self.lock:
-            self.db.execute("UPDATE outbox SET acked=? WHERE id=?", (time.time(), row_id))
+        self.db.execute("UPDATE outbox SET acked=? WHERE id=?", (time.time(), row_id))
 
     def pending_count(self, platform: str | None = None) -> int:
-        with self.lock:
-            q = "SELECT count(*) FROM outbox WHERE acked IS NULL"
-            args: tuple = ()
-            if platform:
-                q, args = q + " AND platform=?", (platform,)
-            return self.db.execute(q, args).fetchone()[0]
+        q = "SELECT count(*) FROM outbox WHERE acked IS NULL"
+        args: tuple = ()
+        if platform:
+            q, args = q + " AND platform=?", (platform,)
+        return self.db.query(q, args)[0][0]
 
 
 class Uplink:
@@ -275,25 +277,18 @@ class Uplink:
         if not platforms:
             return 0
         queued = 0
-        db = self.outbox.db
-        with self.outbox.lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for r in sorted(readings, key=lambda r: r.ts):
-                    cur = db.execute(
-                        "INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?)",
-                        (station, float(r.ts), r.kind, json.dumps(r.values), json.dumps(r.flags)),
-                    )
-                    if cur.rowcount == 0:
-                        continue  # a replay already stored
-                    cp = {"DataTime": data_time(datetime.fromtimestamp(r.ts, CST))}
-                    cp.update(realtime_cp(r.kind, r.values, r.flags))
-                    queued += self._queue(platforms, station, r.kind, "2011", cp)
-                queued += self._close_windows(station, platforms)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.outbox.db.transaction() as db:
+            for r in sorted(readings, key=lambda r: r.ts):
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?)",
+                    (station, float(r.ts), r.kind, json.dumps(r.values), json.dumps(r.flags)),
+                )
+                if cur.rowcount == 0:
+                    continue  # a replay already stored
+                cp = {"DataTime": data_time(datetime.fromtimestamp(r.ts, CST))}
+                cp.update(realtime_cp(r.kind, r.values, r.flags))
+                queued += self._queue(platforms, station, r.kind, "2011", cp)
+            queued += self._close_windows(station, platforms)
         if queued:
             for p in platforms:
                 self.wake[p.name].set()

@@ -1,7 +1,8 @@
 """The alert engine's store (envnet.domain.alerts.repository.AlertStore) in the SQLite state store.
 
 Same database file and connection as the station registry, so that an alert change, its
-history entry and the webhook event it causes share one transaction (`state.tx()`).
+history entry and the webhook event it causes share one transaction (`state.tx()`). The
+tables are the "alerts" owner's in the state file's schema registry (envnet/store/schema.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from envnet.domain.alerts.repository import OPEN_STATES, Alert, DailyAqi, HistoryEntry
+from envnet.store.schema import STATE_DB
 from envnet.store.state import SqliteStateStore
 
-SCHEMA = """
+# Version 1: the schema as it was before versioning (never edit; append ALTERs as version 2...).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
     station TEXT NOT NULL,
@@ -42,15 +45,18 @@ CREATE TABLE IF NOT EXISTS daily_aqi (
     PRIMARY KEY (day, station)
 );
 """
+ALERTS = STATE_DB.register(
+    "alerts",
+    module=__name__,
+    tables=("alerts", "alert_history", "eval_state", "daily_aqi"),
+    migrations=(SCHEMA_V1,),
+)
 
 
 class SqliteAlertStore:
     def __init__(self, state: SqliteStateStore) -> None:
         self.state = state
-        with state.tx() as c:
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    c.execute(stmt)
+        state.db.ensure(ALERTS)
 
     def _rows(self, sql: str, args: tuple = ()) -> list:
         # Inside an open transaction this reads its uncommitted changes (same connection).

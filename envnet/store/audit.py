@@ -14,6 +14,10 @@ Action names (docs/audit.md lists them all): `alert.ack`, `webhook.subscription.
 `station.config.set`, `station.calibrate`, `station.maint.start`, `station.maint.end`,
 `station.reboot`. For a station command (console or MQTT) `station_action()` gives the
 action and detail from the firmware request and its answer.
+
+The table is the "audit" owner's in the state file's schema registry (envnet/store/schema.py);
+it is made the first time the trail is written or read through a store, not when the state
+store opens.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envnet.store.schema import STATE_DB
 from envnet.store.state import SqliteStateStore
 
-SCHEMA = """
+# Version 1: the schema as it was before versioning (never edit; append ALTERs as version 2...).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -46,6 +52,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
+AUDIT = STATE_DB.register("audit", module=__name__, tables=("audit",), migrations=(SCHEMA_V1,))
 
 # Detail fields never written to the trail, whatever the caller passes.
 SECRET_FIELDS = frozenset(
@@ -75,28 +82,8 @@ class AuditRow:
 
 
 def ensure_schema(store: SqliteStateStore) -> None:
-    """Create the table, its indexes and its append-only triggers (idempotent)."""
-    if getattr(store, "_audit_schema", False):
-        return
-    outer = getattr(store, "_depth", 0) == 0  # inside a caller's tx it may yet roll back
-    with store.tx() as c:
-        for stmt in _statements(SCHEMA):
-            c.execute(stmt)
-    if outer:
-        store._audit_schema = True  # type: ignore[attr-defined]
-
-
-def _statements(script: str) -> list[str]:
-    # Split on ';' that end a statement, keeping the trigger bodies (`...; END;`) whole.
-    out, buf = [], ""
-    for part in script.split(";"):
-        buf += part + ";"
-        if buf.strip() == ";":
-            buf = ""
-        elif sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    return out
+    """Create (or upgrade) the table, its indexes and its append-only triggers (idempotent)."""
+    store.db.ensure(AUDIT)
 
 
 def _clean(detail: dict[str, Any] | None) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Same database file and connection as the station registry (like envnet/store/alerts.py), so a
 rollout step, the targets it changes and its audit row commit together in one `state.tx()`.
 The gateway only appends what stations say to `ota_events` (envnet/store/state.py); the
-rollout worker (server/rollout.py) folds those into the tables here.
+rollout worker (server/rollout.py) folds those into the tables here. The tables are the "ota"
+owner's in the state file's schema registry (envnet/store/schema.py); `ota_events` is the
+"state" owner's (the gateway writes it through the state store).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import json
 import time
 from typing import Any
 
+from envnet.store.schema import STATE_DB
 from envnet.store.state import SqliteStateStore
 
-SCHEMA = """
+# Version 1: the schema as it was before versioning (never edit; append ALTERs as version 2...).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS ota_releases (
     version TEXT PRIMARY KEY,
     manifest TEXT NOT NULL,
@@ -70,6 +74,12 @@ CREATE TABLE IF NOT EXISTS ota_station_reports (
     received_at REAL NOT NULL
 );
 """
+OTA = STATE_DB.register(
+    "ota",
+    module=__name__,
+    tables=("ota_releases", "ota_rollouts", "ota_targets", "ota_station_reports"),
+    migrations=(SCHEMA_V1,),
+)
 
 # Target states. `pending`: not sent yet (station offline, or stage not reached);
 # `sent`: command published; `acked`: station took the job; then the station's own states.
@@ -87,10 +97,7 @@ def _row(r: Any) -> dict[str, Any]:
 class SqliteOtaStore:
     def __init__(self, state: SqliteStateStore) -> None:
         self.state = state
-        with state.tx() as c:
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    c.execute(stmt)
+        state.db.ensure(OTA)
 
     def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
         return [_row(r) for r in self.state.query(sql, args)]

@@ -1,8 +1,10 @@
 """The state store: station registry and live station state, shared by gateway and server.
 
-SQLite (WAL) here. Everything goes through the `StateStore` interface so that moving to
-PostgreSQL beyond one gateway (DESIGN.md, "At scale") is a new class, not a rewrite. The
-gateway writes station state; the server reads it and writes the registry and alert changes.
+SQLite (WAL) here, through envnet.store.database.Database; the tables below are the "state"
+owner's in the state file's schema registry (envnet/store/schema.py). Everything goes through
+the `StateStore` interface so that moving to PostgreSQL beyond one gateway (DESIGN.md, "At
+scale") is a new class, not a rewrite. The gateway writes station state; the server reads it
+and writes the registry and alert changes.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import heapq
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-SCHEMA = """
+from envnet.store.database import Database, connect
+from envnet.store.schema import STATE_DB
+
+# Version 1: the schema as it was before versioning (never edit; append ALTERs as version 2...).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS stations (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -54,6 +58,12 @@ CREATE TABLE IF NOT EXISTS kv (
     updated_at REAL NOT NULL
 );
 """
+STATE = STATE_DB.register(
+    "state",
+    module=__name__,
+    tables=("stations", "station_state", "ota_events", "kv"),
+    migrations=(SCHEMA_V1,),
+)
 
 
 class StateStore(Protocol):
@@ -85,14 +95,10 @@ class StateStore(Protocol):
 
 
 def connect_sqlite(path: str | Path) -> sqlite3.Connection:
-    """A connection tuned for one writer process and many readers across processes."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.row_factory = sqlite3.Row
-    return conn
+    """A bare connection to the state file (envnet.store.database.connect). Kept for the
+    webhook outbox (server/outbox.py) and the metrics reader (server/metrics.py) until they
+    open a Database; new code uses Database."""
+    return connect(path)
 
 
 def _sql_str(s: str) -> str:
@@ -109,68 +115,26 @@ def _loads(s: str | None) -> Any:
 
 
 class SqliteStateStore:
+    """The state file's station tables; `db` is the file's one connection in this process,
+    shared by the alert, OTA and audit stores opened on this store."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._conn = connect_sqlite(self.path)
-        self._lock = threading.RLock()
-        self._depth = 0
-        with self._lock:
-            self._conn.executescript(SCHEMA)
+        self.db = Database(self.path)
+        self.db.ensure(STATE)
 
     def close(self) -> None:
-        self._conn.close()
+        self.db.close()
 
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; BEGIN IMMEDIATE so two processes never deadlock upgrading.
-
-        Nested calls join the outer transaction, so an alert change, its history and its
-        webhook event (server.events.emit_in_transaction) commit together or not at all. A
-        nested call is a savepoint: if it fails, its own writes are undone and the outer
-        transaction goes on (the evaluator commits a run of messages at once this way)."""
-        with self._lock:
-            if self._depth:
-                savepoint = f"sp{self._depth}"
-                self._conn.execute(f"SAVEPOINT {savepoint}")
-                self._depth += 1
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute(f"ROLLBACK TO {savepoint}")
-                    self._conn.execute(f"RELEASE {savepoint}")
-                    raise
-                finally:
-                    self._depth -= 1
-                self._conn.execute(f"RELEASE {savepoint}")
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            finally:
-                self._depth = 0
-            self._conn.execute("COMMIT")
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """Several reads that must see one state of the database (a WAL read transaction),
-        e.g. a page's total, its id range and its rows while the gateway keeps writing."""
-        if self._depth or self._conn.in_transaction:  # already inside one: it is the snapshot
-            yield
-            return
-        self._conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self._conn.execute("COMMIT")
+    def tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (Database.transaction: BEGIN IMMEDIATE, nested calls are
+        savepoints). An alert change, its history and its webhook event
+        (server.events.emit_in_transaction) commit together or not at all this way."""
+        return self.db.transaction()
 
     def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         """A read; inside an open tx() it sees that transaction's own changes."""
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+        return self.db.query(sql, args)
 
     # -- registry --------------------------------------------------------------------------
     def register_station(self, station_id: str, kind: str, meta: dict[str, Any]) -> bool:
@@ -397,12 +361,10 @@ class SqliteStateStore:
             for t in ("'NaN'", "'Infinity'")
         )
         cols = f"id, {obj}, {suspect}"
-        with self._lock, self._snapshot():
+        with self.db.snapshot() as conn:
             if limit is None and not offset:
                 sqls = [p.format(cols=cols) + where + " ORDER BY id" for p in parts]
-                rows = list(
-                    heapq.merge(*(self._conn.execute(q, args).fetchall() for q in sqls), key=_id)
-                )
+                rows = list(heapq.merge(*(conn.execute(q, args).fetchall() for q in sqls), key=_id))
                 total = len(rows)
             else:
                 # Find the page's first and last id cheaply (no JSON built), then build the
@@ -417,11 +379,11 @@ class SqliteStateStore:
                             f"SELECT u.id FROM ({unreg}) u WHERE"
                             " (SELECT kind FROM station_state x WHERE x.id = u.id) = :kind"
                         )
-                    total = self._conn.execute(
+                    total = conn.execute(
                         f"SELECT (SELECT count(*) FROM ({reg})) + (SELECT count(*) FROM ({unreg}))",
                         args,
                     ).fetchone()[0]
-                    lo, hi = self._conn.execute(
+                    lo, hi = conn.execute(
                         f"SELECT min(id), max(id) FROM (SELECT id FROM ({reg} UNION ALL {unreg})"
                         " ORDER BY id LIMIT :limit OFFSET :offset)",
                         {**args, "limit": -1 if limit is None else limit, "offset": offset},
@@ -429,7 +391,7 @@ class SqliteStateStore:
                 else:
                     # The state is derived per row: one pass over the matching ids.
                     ids = " UNION ALL ".join(p.format(cols="id") + where for p in parts)
-                    all_ids = [r[0] for r in self._conn.execute(f"{ids} ORDER BY 1", args)]
+                    all_ids = [r[0] for r in conn.execute(f"{ids} ORDER BY 1", args)]
                     total = len(all_ids)
                     page = all_ids[offset : None if limit is None else offset + limit]
                     lo, hi = (page[0], page[-1]) if page else (None, None)
@@ -441,7 +403,7 @@ class SqliteStateStore:
                         for p in parts
                     ]
                     rows = list(
-                        heapq.merge(*(self._conn.execute(q, rng).fetchall() for q in sqls), key=_id)
+                        heapq.merge(*(conn.execute(q, rng).fetchall() for q in sqls), key=_id)
                     )
         return total, [(r[0], r[1], bool(r[2])) for r in rows]
 
