@@ -34,8 +34,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from envnet.domain.webhooks.policy import OUTCOMES
+from envnet.store.database import connect
 from envnet.store.gateway_metrics import FAMILIES as GATEWAY_FAMILIES
-from envnet.store.state import connect_sqlite
 from envnet.store.webhooks import Outbox
 
 log = logging.getLogger("envnet.server")
@@ -86,7 +86,7 @@ class StoreCollector(Collector):
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = connect_sqlite(self.store_path)
+            self._conn = connect(self.store_path)  # read-only use: a bare connection
         return self._conn
 
     def describe(self) -> list[Metric]:

@@ -28,13 +28,14 @@ from envnet.store.schema import (
     versions,
 )
 from envnet.store.state import STATE, SqliteStateStore
+from envnet.store.webhooks.outbox import WEBHOOKS
+from envnet.store.webhooks.outbox import Outbox as WebhookOutbox
 from gateway.buffer import BUFFER, Buffer
 from gateway.uplink import UPLINK, Outbox
-from server.outbox import Outbox as WebhookOutbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = 1_700_000_000.0  # as in make_release_fixtures.py
-CURRENT = {o.name: o.version for o in (STATE, ALERTS, OTA, AUDIT)}
+CURRENT = {o.name: o.version for o in (STATE, ALERTS, OTA, AUDIT, WEBHOOKS)}
 
 
 def _copy(name: str, tmp_path: Path) -> Path:
@@ -59,6 +60,7 @@ def _open_all(path: Path) -> SqliteStateStore:
     SqliteAlertStore(state)
     SqliteOtaStore(state)
     query_audit(state, limit=1)  # the audit owner is ensured on first use
+    WebhookOutbox(path).close()
     return state
 
 
@@ -142,7 +144,7 @@ def test_release_state_file_upgrades_and_every_row_reads(tmp_path):
         with state.tx() as c:
             c.execute("DELETE FROM audit")
 
-    # The webhook tables (not in the registry yet) still read with today's outbox.
+    # The webhook tables, registered by envnet.store.webhooks.outbox.
     box = WebhookOutbox(path)
     subs = box.list_subscriptions()
     assert [s["url"] for s in subs] == [

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from envnet.store.database import Database, connect
+from envnet.store.database import Database
 from envnet.store.schema import STATE_DB
 
 # Version 1: the schema as it was before versioning (never edit; append ALTERs as version 2...).
@@ -92,13 +92,6 @@ class StateStore(Protocol):
     def get_station(self, station_id: str) -> dict[str, Any] | None: ...
     def put_kv(self, key: str, value: Any) -> None: ...
     def get_kv(self, key: str) -> Any: ...
-
-
-def connect_sqlite(path: str | Path) -> sqlite3.Connection:
-    """A bare connection to the state file (envnet.store.database.connect). Kept for the
-    webhook outbox (server/outbox.py) and the metrics reader (server/metrics.py) until they
-    open a Database; new code uses Database."""
-    return connect(path)
 
 
 def _sql_str(s: str) -> str:

@@ -213,7 +213,12 @@ def _readings(doc: Any) -> list[Reading]:
     return out
 
 
-_MODELS: dict[str, type[BaseModel]] = {"status": Status, "health": Health, "cmd/ack": CmdAck, "ota": OtaReport}
+_MODELS: dict[str, type[BaseModel]] = {
+    "status": Status,
+    "health": Health,
+    "cmd/ack": CmdAck,
+    "ota": OtaReport,
+}
 
 
 MAX_DEPTH = 32  # nesting of objects and arrays; a reading needs 3

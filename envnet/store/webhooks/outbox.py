@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from envnet.domain.webhooks.policy import STATUSES, Outcome, RetryPolicy, Status, next_step
-from envnet.store.state import connect_sqlite
+from envnet.store.database import Database
+from envnet.store.schema import STATE_DB
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_subscriptions (
@@ -91,6 +92,14 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
 CREATE INDEX IF NOT EXISTS webhook_attempts_delivery ON webhook_attempts (delivery_id, n);
 """
 
+# The webhook tables live in the state file; version 1 is the 0.1.0 schema above.
+WEBHOOKS = STATE_DB.register(
+    "webhooks",
+    module=__name__,
+    tables=("webhook_subscriptions", "webhook_events", "webhook_deliveries", "webhook_attempts"),
+    migrations=(SCHEMA,),
+)
+
 
 # -- in-process wake-ups ----------------------------------------------------------------------
 # A worker in this process is woken when an event is enqueued or a delivery re-queued here;
@@ -145,29 +154,19 @@ class Outbox:
     def __init__(self, path: str | Path, base_url: str = "") -> None:
         self.path = Path(path)
         self.base_url = base_url.rstrip("/")
-        self._conn = connect_sqlite(self.path)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.executescript(SCHEMA)
+        self.db = Database(self.path)
+        self.db.ensure(WEBHOOKS)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.db.close()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self.db.transaction() as conn:
+            yield conn
 
     def _query(self, sql: str, args: tuple | dict = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+        return self.db.query(sql, args)
 
     # -- subscriptions ------------------------------------------------------------------------
     @staticmethod
