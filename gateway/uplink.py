@@ -9,7 +9,8 @@ acknowledged. Nothing is lost while a platform is down or the uplink restarts.
 
 Windows are station (data) time: a window closes when a reading at least close_grace_s after
 its end arrives, so replays of past data aggregate exactly like live data. Hours are clock
-hours, days CST (UTC+8) days (envnet/core/calendar.py); DataTime and QN are Beijing time. See docs/hj212.md.
+hours, days CST (UTC+8) days (envnet/core/calendar.py); DataTime and QN are Beijing time. See
+docs/hj212.md.
 """
 
 from __future__ import annotations

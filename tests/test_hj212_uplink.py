@@ -14,10 +14,10 @@ from conftest import Proc, wait_until
 from mqtt_helpers import Publisher
 
 from envnet.config import load_config
+from envnet.core.calendar import CST, DAY, HOUR, day_start_at
 from envnet.core.contract import Reading
 from envnet.devkit.hj212_platform import TestPlatform
 from envnet.devkit.services import free_port
-from envnet.core.calendar import CST, DAY, HOUR, day_start_at
 from envnet.domain.hj212.codec import decode
 from gateway.uplink import Uplink
 
