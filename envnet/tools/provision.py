@@ -22,6 +22,7 @@ import typer
 
 from envnet.config import ConfigError, load_config
 from envnet.core import contract
+from envnet.domain.station_config import station_config
 from envnet.store import audit
 from envnet.store.state import SqliteStateStore
 
@@ -53,30 +54,29 @@ def load_board(profile: str, kind: str) -> dict:
 
 
 def build_config(
-    station_id: str, kind: str, board: dict, mqtt_url: str, user: str, password: str
+    station_id: str,
+    kind: str,
+    board: dict,
+    mqtt_url: str,
+    user: str,
+    password: str,
+    ota_key: dict | None = None,
 ) -> dict:
-    """config.json for a real board: intervals from the profile, credentials, broker."""
-    url = urlparse(mqtt_url)
+    """config.json for a real board: intervals from the profile (health at most once a
+    minute), credentials, broker, and the OTA fleet key if there is one."""
     interval = board.get("interval_s") or contract.KINDS[kind]["interval_s"]
-    sample = min(board.get("sample_s") or interval / 6, interval)
-    return {
-        "station_id": station_id,
-        "kind": kind,
-        "board": board["profile"],
-        "interval_s": interval,
-        "sample_s": sample,
-        "health_s": max(interval * 5, 60),
-        "mqtt": {
-            "host": url.hostname or "127.0.0.1",
-            "port": url.port or (8883 if url.scheme == "mqtts" else 1883),
-            "user": user,
-            "password": password,
-            "keepalive": 30,
-            "tls": url.scheme == "mqtts",
-        },
-        "wifi": {"ssid": "", "password": ""},
-        "ntp": {"host": "pool.ntp.org"},
-    }
+    return station_config(
+        station_id,
+        kind,
+        board["profile"],
+        mqtt_url,
+        interval_s=interval,
+        sample_s=min(board.get("sample_s") or interval / 6, interval),
+        health_s=max(interval * 5, 60),
+        user=user,
+        password=password,
+        ota=ota_key or None,
+    )
 
 
 def acl_block(station_id: str) -> str:
@@ -157,9 +157,8 @@ def provision(
         if store.get_station_meta(station_id) is not None:
             raise ProvisionError(f"station {station_id} is already registered")
         password = secrets.token_urlsafe(18)
-        cfg = build_config(station_id, kind, board, mqtt_url, station_id, password)
-        if ota_key:  # {"key": hex, "key_id": ..}: the station checks update signatures with it
-            cfg["ota"] = ota_key
+        # ota_key {"key": hex, "key_id": ..}: the station checks update signatures with it
+        cfg = build_config(station_id, kind, board, mqtt_url, station_id, password, ota_key)
         full_meta = {
             "site": site,
             "board": board_profile,
