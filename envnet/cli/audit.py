@@ -69,7 +69,7 @@ def command(
 ) -> None:
     """Table of GET /audit: who changed what and when (docs/audit.md)."""
     try:
-        params = {"since": parse_time(since), "until": parse_time(until)}
+        params: dict[str, Any] = {"since": parse_time(since), "until": parse_time(until)}
     except ValueError as e:
         typer.echo(f"envnet audit: bad time: {e}", err=True)
         raise typer.Exit(2) from None
