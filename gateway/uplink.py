@@ -9,7 +9,8 @@ acknowledged. Nothing is lost while a platform is down or the uplink restarts.
 
 Windows are station (data) time: a window closes when a reading at least close_grace_s after
 its end arrives, so replays of past data aggregate exactly like live data. Hours are clock
-hours, days CST (UTC+8) days; DataTime and QN are Beijing time. See docs/hj212.md.
+hours, days CST (UTC+8) days (envnet/core/calendar.py); DataTime and QN are Beijing time. See
+docs/hj212.md.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from envnet.config import Settings, UplinkPlatform
-from envnet.domain.alerts.windows import CST, DAY, HOUR, day_start
+from envnet.core.calendar import CST, DAY, HOUR, day_start_at
 from envnet.domain.hj212 import codes
 from envnet.domain.hj212.codec import (
     FLAG_ACK,
@@ -368,7 +369,7 @@ class Uplink:
             return int(ts // self.cfg.minute_s) * self.cfg.minute_s
         if period == "h":
             return int(ts // HOUR) * HOUR
-        return day_start(ts)
+        return day_start_at(ts)
 
     def _window_end(self, period: str, start: int) -> int:
         return start + {"m": self.cfg.minute_s, "h": HOUR, "d": DAY}[period]

@@ -1,7 +1,8 @@
-"""The staged rollout: which station is told to update when, and when to stop.
+"""The rollout worker: applies the staged-rollout policy to the state store, sends commands.
 
-A rollout names a release and a list of stages (selectors: `canary`, a district, `all`, ...).
-The worker in the server process runs `RolloutEngine.step()` every `ota.tick_s`:
+The policy (stages, deadlines, failure threshold, when to pause, when to resend) is pure and
+lives in envnet/domain/ota/rollout.py. The worker in the server process runs
+`RolloutEngine.step()` every `ota.tick_s`:
 
 1. fold what stations said (`ota` reports and `cmd/ack`, appended by the gateway to
    `ota_events`) into the targets of the active rollout;
@@ -32,7 +33,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from envnet.config import OtaSettings, Settings
 from envnet.core import contract
-from envnet.store.ota import FAILED, FINAL, IN_FLIGHT, SqliteOtaStore
+from envnet.domain.ota import rollout as policy
+from envnet.domain.ota.rollout import FINAL, running_version
+from envnet.store.ota import SqliteOtaStore
 from envnet.store.state import SqliteStateStore
 
 log = logging.getLogger("server.rollout")
@@ -42,60 +45,9 @@ SYSTEM_ACTOR = "ota-rollout"  # the audit trail's actor for what the worker deci
 KEEP_EVENTS_S = 7 * 86_400
 
 
-# -- stage selectors ---------------------------------------------------------------------------
-def _district_names(meta: dict[str, Any]) -> set[str]:
-    names = {str(meta[k]) for k in ("district", "district_en") if meta.get(k)}
-    return names | {n.lower() for n in names}
-
-
-def selects(selector: str, station_id: str, meta: dict[str, Any]) -> bool:
-    """Does a stage selector name this station?
-
-    `all`; `group:<g>` (meta.group); `district:<d>` (meta.district, or its English form);
-    `station:<id>`; a bare name matches a group or a district of that name."""
-    kind, sep, value = selector.partition(":")
-    if not sep:
-        if selector == "all":
-            return True
-        kind, value = "", selector
-    group = meta.get("group")
-    if kind == "group":
-        return group == value
-    if kind == "district":
-        return value in _district_names(meta) or value.lower() in _district_names(meta)
-    if kind == "station":
-        return station_id == value
-    return group == value or value in _district_names(meta)
-
-
-def valid_selector(selector: str) -> bool:
-    kind, sep, value = selector.partition(":")
-    if not sep:
-        return bool(selector)
-    return kind in ("group", "district", "station") and bool(value)
-
-
 def stage_members(store: SqliteStateStore, selector: str, exclude: set[str]) -> list[str]:
     """Registered stations the selector names, minus those of earlier stages."""
-    return [
-        s["id"]
-        for s in store.list_stations()
-        if s["registered"] and s["id"] not in exclude and selects(selector, s["id"], s["meta"])
-    ]
-
-
-def running_version(station: dict[str, Any] | None) -> str | None:
-    """The `fw` of the newer of the station's birth (status) and health messages."""
-    if not station:
-        return None
-    found: list[tuple[float, str]] = []
-    for body, at in (
-        (station.get("status_body"), station.get("status_at")),
-        (station.get("health"), station.get("health_at")),
-    ):
-        if body and body.get("fw") and at is not None:
-            found.append((at, str(body["fw"])))
-    return max(found)[1] if found else None
+    return policy.select_members(selector, store.list_stations(), exclude)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +93,7 @@ class RolloutEngine:
                 targets = self.ota.targets(r["id"], r["stage"])
             if self._pause_if_failing(r, targets):
                 return []
-            if not all(t["state"] in FINAL for t in targets):
+            if not policy.stage_done(targets):
                 return self._commands(r, targets, now)
             self._next_stage(r)
             r = self.ota.get_rollout(r["id"])  # type: ignore[assignment]
@@ -152,8 +104,7 @@ class RolloutEngine:
         selector = r["stages"][r["stage"]]
         members = stage_members(self.store, selector, earlier)
         if not members:
-            # Never let an empty canary stage wave a release through to everyone.
-            self.pause(r["id"], f"stage {selector!r} names no station", SYSTEM_ACTOR)
+            self.pause(r["id"], policy.empty_stage_reason(selector), SYSTEM_ACTOR)
             return False
         self.ota.add_targets(r["id"], r["stage"], members)
         for sid in members:
@@ -167,37 +118,24 @@ class RolloutEngine:
         return True
 
     def _time_out(self, r: dict[str, Any], targets: list[dict[str, Any]], now: float) -> int:
-        deadline = r["stage_deadline_s"]
         n = 0
         for t in targets:
-            started = t["first_sent_at"] or r["stage_started_at"]
-            if t["state"] in IN_FLIGHT and now - started > deadline:
-                self.ota.update_target(
-                    r["id"],
-                    t["station"],
-                    state="timed_out",
-                    reason=f"no confirmation within {deadline:g} s (last state {t['state']})",
-                )
+            why = policy.timed_out(t, r["stage_started_at"], r["stage_deadline_s"], now)
+            if why is not None:
+                self.ota.update_target(r["id"], t["station"], state="timed_out", reason=why)
                 n += 1
         return n
 
     def _pause_if_failing(self, r: dict[str, Any], targets: list[dict[str, Any]]) -> bool:
-        bad = [t for t in targets if t["state"] in FAILED and not t["waived"]]
-        rate = len(bad) / len(targets)
-        if rate <= r["failure_threshold"]:
+        why = policy.pause_reason(r["stages"][r["stage"]], targets, r["failure_threshold"])
+        if why is None:
             return False
-        why = "; ".join(f"{t['station']}: {t['state']} ({t['reason'] or '-'})" for t in bad[:5])
-        self.pause(
-            r["id"],
-            f"stage {r['stages'][r['stage']]!r}: {len(bad)} of {len(targets)} stations failed"
-            f" (rate {rate:.2f} > threshold {r['failure_threshold']:.2f}): {why}",
-            SYSTEM_ACTOR,
-        )
+        self.pause(r["id"], why, SYSTEM_ACTOR)
         return True
 
     def _next_stage(self, r: dict[str, Any]) -> None:
         nxt = r["stage"] + 1
-        if nxt >= len(r["stages"]):
+        if policy.is_last_stage(r["stage"], r["stages"]):
             self.ota.update_rollout(r["id"], stage=nxt, state="completed", reason=None)
             self._audit("ota.rollout.complete", r["id"], SYSTEM_ACTOR, {"version": r["version"]})
             log.info("rollout %s: completed", r["id"])
@@ -214,10 +152,10 @@ class RolloutEngine:
             station = live.get(t["station"])
             if not (station and station["status"] == "online"):
                 continue  # an offline station gets it on a step after its birth message
-            if not self._due(r, t, station, now):
+            if not policy.command_due(t, station, r["version"], self.settings.resend_after_s, now):
                 continue
             n = t["attempts"] + 1
-            cmd_id = f"ota-{r['id']}-{n}"
+            cmd_id, payload = policy.ota_command(r["id"], r["version"], n, self.download_base)
             self.ota.update_target(
                 r["id"],
                 t["station"],
@@ -227,12 +165,6 @@ class RolloutEngine:
                 sent_at=now,
                 first_sent_at=t["first_sent_at"] or now,
             )
-            payload = {
-                "id": cmd_id,
-                "op": "ota",
-                "version": r["version"],
-                "url": f"{self.download_base}/ota/releases/{r['version']}/",
-            }
             out.append(Command(r["id"], t["station"], cmd_id, payload))
         return out
 
@@ -255,20 +187,6 @@ class RolloutEngine:
             }
             for r in rows
         }
-
-    def _due(self, r: dict, t: dict, station: dict, now: float) -> bool:
-        if t["state"] == "pending":
-            return True
-        if t["state"] == "sent":
-            return now - (t["sent_at"] or 0) > self.settings.resend_after_s
-        # Took the job, then a new birth with the old version before `switching`: the station
-        # restarted (a power cut) and the job died with it. Ask again; a station still busy
-        # answers "in progress" and carries on.
-        return (
-            t["state"] in ("acked", "downloading", "verified")
-            and (station["status_at"] or 0) > (t["sent_at"] or 0)
-            and running_version(station) != r["version"]
-        )
 
     def publish_failed(self, cmd: Command) -> None:
         """The broker did not take the command: let a later step send it again."""
@@ -306,18 +224,14 @@ class RolloutEngine:
         t = self.ota.target_by_cmd(f"{station}/{body.get('id')}")
         if t is None or t["rollout_id"] != r["id"]:
             return  # an ack of another command (ping, config, ...) or of an older attempt
-        if body.get("ok"):
+        outcome, error = policy.ack_outcome(body)
+        if outcome == "acked":
             if t["state"] == "sent":
                 self.ota.update_target(r["id"], station, state="acked", acked_at=at)
-            return
-        error = str(body.get("error") or "refused")
-        if "already" in error.lower():
-            self.ota.update_target(r["id"], station, state="confirmed", reason=error)
-        elif "in progress" in error.lower():
-            # Busy with an update: leave it `sent`, so the command goes again after resend_after_s.
+        elif outcome == "busy":  # stays `sent`: the command goes again after resend_after_s
             self.ota.update_target(r["id"], station, reason=error, acked_at=at)
         else:
-            self.ota.update_target(r["id"], station, state="refused", reason=error)
+            self.ota.update_target(r["id"], station, state=outcome, reason=error)
 
     def _target(self, r: dict[str, Any], station: str) -> dict[str, Any] | None:
         rows = self.store.query(
@@ -344,7 +258,7 @@ class RolloutEngine:
             if r is None or r["state"] != "paused":
                 return False
             for t in self.ota.targets(rollout_id, r["stage"]):
-                if t["state"] in FAILED and not t["waived"]:
+                if policy.unwaived_failure(t):
                     if retry_failed:
                         self.ota.update_target(
                             rollout_id, t["station"], state="pending", first_sent_at=None

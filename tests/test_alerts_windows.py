@@ -4,17 +4,20 @@ and state that survives a JSON round trip."""
 from __future__ import annotations
 
 import json
+from zoneinfo import ZoneInfo
 
 from alerts_helpers import HOUR, T0
 
-from envnet.core.standards.gb3095 import validity
-from envnet.domain.alerts.windows import (
-    Closed,
-    StationWindows,
+from envnet.core.calendar import (
+    DEFAULT_TIMEZONE,
+    date_of,
     day_label,
     day_start,
+    day_start_at,
     hour_label,
 )
+from envnet.core.standards.gb3095 import validity
+from envnet.domain.alerts.windows import Closed, StationWindows
 
 V = validity()
 
@@ -44,10 +47,21 @@ def _close(w: StationWindows, after: float) -> Closed:
 
 
 def test_cst_days_and_hours():
-    assert day_label(day_start(T0)) == "2026-01-01"
-    assert day_start(T0 - 1) == T0 - 86400  # 15:59:59 UTC is still the previous CST day
-    assert day_start(T0 + 86399) == T0
+    assert day_label(day_start_at(T0)) == "2026-01-01"
+    assert day_start_at(T0 - 1) == T0 - 86400  # 15:59:59 UTC is still the previous CST day
+    assert day_start_at(T0 + 86399) == T0
     assert hour_label(T0 + 14 * HOUR) == "2026-01-01 14:00+08:00"
+
+
+def test_cst_is_the_default_bureau_zone_for_every_day_the_stream_sees():
+    """The windows' fixed UTC+8 and the reports' Asia/Shanghai count the same days."""
+    zone = ZoneInfo(DEFAULT_TIMEZONE)
+    for ts in range(T0 - 400 * 86400, T0 + 400 * 86400, 7 * HOUR + 13):
+        assert day_start_at(ts) == day_start_at(ts, zone) == day_start(date_of(ts, zone), zone)
+        assert day_label(ts) == day_label(ts, zone)
+    kolkata = ZoneInfo("Asia/Kolkata")  # a half-hour zone: local midnight is 18:30 UTC
+    assert day_start_at(T0, kolkata) % 86400 == 18 * HOUR + 1800
+    assert hour_label(T0, kolkata) == "2025-12-31 21:30+05:30"  # CST midnight is 16:00 UTC
 
 
 def test_45_minutes_make_a_valid_hour_44_do_not():

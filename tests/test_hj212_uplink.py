@@ -14,10 +14,10 @@ from conftest import Proc, wait_until
 from mqtt_helpers import Publisher
 
 from envnet.config import load_config
+from envnet.core.calendar import CST, DAY, HOUR, day_start_at
 from envnet.core.contract import Reading
 from envnet.devkit.hj212_platform import TestPlatform
 from envnet.devkit.services import free_port
-from envnet.domain.alerts.windows import CST, DAY, HOUR, day_start
 from envnet.domain.hj212.codec import decode
 from gateway.uplink import Uplink
 
@@ -53,7 +53,7 @@ def test_aggregation_hour_and_day(tmp_path: Path):
         ),
     }
     up = Uplink(load_config(None, environ=env))
-    d0 = day_start(1_700_000_000) - DAY
+    d0 = day_start_at(1_700_000_000) - DAY
     for h in range(24):
         readings = [Reading.model_validate(r) for r in _hour(d0 + h * HOUR, h * 100)]
         up.ingest("air-01", readings, d0 + DAY)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import typer
+from rich.console import Console
 from rich.table import Table
 
-from envnet.cli.views import fetch
+from envnet.cli.api import ApiError, fetch
+from envnet.cli.common import ConfigOpt, KeyOpt, UrlOpt, api_target
 
 
 def parse_time(text: str | None) -> float | None:
@@ -49,3 +52,38 @@ def audit_table(rows: list[dict[str, Any]]) -> Any:
         detail = json.dumps(r["detail"], ensure_ascii=False, sort_keys=True)
         t.add_row(when, r["actor"], r["action"], r["target"], detail)
     return t
+
+
+def command(
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    since: Annotated[str | None, typer.Option(help="unix s or ISO 8601 (UTC)")] = None,
+    until: Annotated[str | None, typer.Option(help="unix s or ISO 8601 (UTC)")] = None,
+    actor: Annotated[str | None, typer.Option(help="API key name or user")] = None,
+    action: Annotated[str | None, typer.Option(help="e.g. alert.ack, station.maint")] = None,
+    target: Annotated[str | None, typer.Option(help="station, alert or webhook id")] = None,
+    limit: Annotated[int, typer.Option(help="rows per page", min=1, max=5000)] = 50,
+    pages: Annotated[int, typer.Option(help="pages to follow", min=1)] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Table of GET /audit: who changed what and when (docs/audit.md)."""
+    try:
+        params: dict[str, Any] = {"since": parse_time(since), "until": parse_time(until)}
+    except ValueError as e:
+        typer.echo(f"envnet audit: bad time: {e}", err=True)
+        raise typer.Exit(2) from None
+    url, api_key = api_target(config, url, api_key)
+    params |= {"actor": actor, "action": action, "target": target, "limit": limit}
+    try:
+        rows, more = fetch_pages(url, api_key, params, pages)
+    except ApiError as e:
+        typer.echo(f"envnet audit: {e}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r, ensure_ascii=False))
+    else:
+        Console().print(audit_table(rows))
+    if more:
+        typer.echo(f"more rows: --pages {pages + 1}, or ?cursor={more}", err=True)

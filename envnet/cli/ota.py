@@ -1,7 +1,9 @@
 """`envnet ota ...`: the server's /ota API from a technician's terminal (docs/ota.md).
 
 Reads need no key; register, group, rollout, pause, resume and cancel need `--api-key`
-(or ENVNET_API_KEY). Every command prints what the server answered; errors are one line.
+(or ENVNET_API_KEY, or the config's server.api_key). The server is --url (or ENVNET_URL),
+else the config's (envnet/cli/common.py). Every command prints what the server answered;
+errors are one line.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import json
 import time
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from envnet.cli.views import DEFAULT_URL, ApiError, KeyOpt, UrlOpt, fetch
+from envnet.cli.api import ApiError, fetch, send
+from envnet.cli.common import ConfigOpt, KeyOpt, UrlOpt, api_target
 
 app = typer.Typer(help="Over-the-air updates: releases, rollouts, per-station state.")
 
@@ -37,24 +39,6 @@ def _styled(state: str | None) -> str:
         return "-"
     style = STATE_STYLE.get(state)
     return f"[{style}]{state}[/]" if style else state
-
-
-def _post(url: str, path: str, api_key: str, body: dict | None = None, put: bool = False) -> Any:
-    full = url.rstrip("/") + path
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        r = httpx.request("PUT" if put else "POST", full, json=body, headers=headers, timeout=30)
-    except httpx.HTTPError as e:
-        raise ApiError(f"cannot reach the envnet server at {url}: {e}") from None
-    if r.status_code in (401, 403):
-        raise ApiError(f"{full}: refused ({r.status_code}): check --api-key")
-    if r.status_code >= 400:
-        try:
-            detail = r.json().get("detail", r.text)
-        except ValueError:
-            detail = r.text
-        raise ApiError(f"{full}: HTTP {r.status_code}: {str(detail)[:300]}")
-    return r.json()
 
 
 def _run(name: str, call) -> Any:
@@ -111,8 +95,9 @@ def stations_table(views: list[dict[str, Any]]) -> Table:
 
 
 @app.command("releases")
-def releases(url: UrlOpt = DEFAULT_URL) -> None:
+def releases(url: UrlOpt = None, config: ConfigOpt = None) -> None:
     """Bundles on the server and whether they are registered."""
+    url, _ = api_target(config, url, None)
     rows = _run("releases", lambda: fetch(url, "/ota/releases"))
     t = Table(title="releases", header_style="bold")
     for col in ("version", "registered", "signature checked", "files", "bytes", "changed"):
@@ -132,9 +117,12 @@ def releases(url: UrlOpt = DEFAULT_URL) -> None:
 
 
 @app.command("register")
-def register(version: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = "") -> None:
+def register(
+    version: str, url: UrlOpt = None, api_key: KeyOpt = None, config: ConfigOpt = None
+) -> None:
     """Verify a bundle on the server (signature, every file) and make it available."""
-    r = _run("register", lambda: _post(url, f"/ota/releases/{version}", api_key))
+    url, api_key = api_target(config, url, api_key)
+    r = _run("register", lambda: send(url, f"/ota/releases/{version}", api_key))
     typer.echo(f"registered {r['version']}: {r['files']} files, {r['bytes']} bytes")
 
 
@@ -142,12 +130,14 @@ def register(version: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = "") -> N
 def group(
     station: str,
     name: Annotated[str, typer.Argument(help="group name, or '-' for none")],
-    url: UrlOpt = DEFAULT_URL,
-    api_key: KeyOpt = "",
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Put a station into a rollout group (e.g. canary)."""
+    url, api_key = api_target(config, url, api_key)
     body = {"group": None if name == "-" else name}
-    r = _run("group", lambda: _post(url, f"/ota/stations/{station}/group", api_key, body, True))
+    r = _run("group", lambda: send(url, f"/ota/stations/{station}/group", api_key, body, True))
     typer.echo(f"{r['id']}: group {r['group'] or '(none)'}")
 
 
@@ -160,26 +150,30 @@ def start(
     ] = None,
     failure_threshold: Annotated[float | None, typer.Option(min=0, max=1)] = None,
     stage_deadline_s: Annotated[float | None, typer.Option(min=1)] = None,
-    url: UrlOpt = DEFAULT_URL,
-    api_key: KeyOpt = "",
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Start a staged rollout of a registered release."""
+    url, api_key = api_target(config, url, api_key)
     body: dict[str, Any] = {"version": version, "stages": stage or ["canary", "all"]}
     if failure_threshold is not None:
         body["failure_threshold"] = failure_threshold
     if stage_deadline_s is not None:
         body["stage_deadline_s"] = stage_deadline_s
-    r = _run("start", lambda: _post(url, "/ota/rollouts", api_key, body))
+    r = _run("start", lambda: send(url, "/ota/rollouts", api_key, body))
     Console().print(rollout_table(r))
 
 
 @app.command("status")
 def status(
     rollout_id: Annotated[str | None, typer.Argument(help="default: every rollout")] = None,
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Rollouts and their stages."""
+    url, _ = api_target(config, url, None)
     path = f"/ota/rollouts/{rollout_id}" if rollout_id else "/ota/rollouts"
     data = _run("status", lambda: fetch(url, path))
     rows = [data] if rollout_id else data
@@ -194,9 +188,11 @@ def status(
 @app.command("stations")
 def stations(
     state: Annotated[str | None, typer.Option(help="only this update state")] = None,
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Per station: running version, target version, update state and reason."""
+    url, _ = api_target(config, url, None)
     path = "/ota/stations" + (f"?state={state}" if state else "")
     Console().print(stations_table(_run("stations", lambda: fetch(url, path))))
 
@@ -204,19 +200,21 @@ def stations(
 def _action(name: str):
     def command(
         rollout_id: str,
-        url: UrlOpt = DEFAULT_URL,
-        api_key: KeyOpt = "",
+        url: UrlOpt = None,
+        api_key: KeyOpt = None,
         retry_failed: Annotated[
             bool, typer.Option(help="resume only: send the command again to failed stations")
         ] = False,
         reason: Annotated[str, typer.Option(help="pause only: why")] = "paused by hand",
+        config: ConfigOpt = None,
     ) -> None:
+        url, api_key = api_target(config, url, api_key)
         body: dict[str, Any] | None = None
         if name == "resume":
             body = {"retry_failed": retry_failed}
         elif name == "pause":
             body = {"reason": reason}
-        r = _run(name, lambda: _post(url, f"/ota/rollouts/{rollout_id}/{name}", api_key, body))
+        r = _run(name, lambda: send(url, f"/ota/rollouts/{rollout_id}/{name}", api_key, body))
         Console().print(rollout_table(r))
 
     command.__doc__ = {

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from envnet.config import ConfigError, load_config
+from envnet.cli.common import ConfigOpt, load_settings
 from gateway.buffer import Buffer
 
 
@@ -41,9 +41,7 @@ def _matches_seq(payload: bytes, seq: int) -> bool:
 
 def command(
     station: Annotated[str, typer.Argument(help="station id")],
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML config (for gateway.buffer_path)")
-    ] = None,
+    config: ConfigOpt = None,
     buffer: Annotated[
         Path | None, typer.Option(help="the gateway's buffer file (default: from the config)")
     ] = None,
@@ -53,11 +51,7 @@ def command(
     limit: Annotated[int, typer.Option(min=1, help="at most this many messages")] = 100,
 ) -> None:
     """Print a station's messages as the gateway received them, one JSON line each."""
-    try:
-        path = buffer or Path(load_config(config).gateway.buffer_path)
-    except ConfigError as e:
-        typer.echo(f"envnet raw: config error: {e}", err=True)
-        raise typer.Exit(2) from None
+    path = buffer or Path(load_settings(config).gateway.buffer_path)
     if not path.exists():
         typer.echo(f"envnet raw: no gateway buffer at {path}", err=True)
         raise typer.Exit(1)

@@ -18,13 +18,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from envnet.config import ConfigError, Settings, load_config
+from envnet.cli.common import ConfigOpt, load_settings
 from envnet.domain.reports import export
 from envnet.store.influx.reports import ReportQueryError
 
 app = typer.Typer(help="The bureau's reports (docs/reports.md).", no_args_is_help=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config")]
 FormatOpt = Annotated[
     Literal["table", "json", "csv"], typer.Option("--format", "-f", help="table | json | csv")
 ]
@@ -32,19 +31,11 @@ TableOpt = Annotated[str | None, typer.Option(help="CSV table (default: the repo
 CATEGORY_STYLE = {1: "green", 2: "yellow", 3: "dark_orange", 4: "red", 5: "magenta", 6: "bold red"}
 
 
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_config(config)
-    except ConfigError as e:
-        typer.echo(f"envnet: config error: {e}", err=True)
-        raise typer.Exit(2) from None
-
-
 def _run(config: Path | None, make: Callable[[Any], dict[str, Any]]) -> tuple[Any, dict]:
     from envnet.store.state import SqliteStateStore
     from server.reports.service import ReportRangeError, Reports
 
-    settings = _settings(config)
+    settings = load_settings(config)
     reports = Reports(settings, SqliteStateStore(settings.store.path))
     try:
         return reports, make(reports)

@@ -8,16 +8,16 @@ values (marked `~`: one reading, not an hourly mean).
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from envnet.cli.api import ApiError, fetch
+from envnet.cli.common import ConfigOpt, KeyOpt, UrlOpt, api_target
 from envnet.core.standards import hj633
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 STATE_STYLE = {"online": "green", "stale": "yellow", "offline": "red", "never_seen": "dim"}
 SEVERITY_STYLE = {"critical": "bold red", "major": "red", "warning": "yellow", "minor": "yellow"}
 # Rich colours near the HJ 633 appendix colours; text stays readable on dark and light.
@@ -29,26 +29,6 @@ CATEGORY_STYLE = {
     5: "white on #99004c",
     6: "white on #7e0023",
 }
-
-
-class ApiError(RuntimeError):
-    """str() is the one line shown."""
-
-
-def fetch(url: str, path: str, api_key: str = "", timeout: float = 10.0) -> Any:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    full = url.rstrip("/") + path
-    try:
-        r = httpx.get(full, headers=headers, timeout=timeout)
-    except httpx.HTTPError as e:
-        raise ApiError(f"cannot reach the envnet server at {url}: {e}") from None
-    if r.status_code == 404:
-        raise ApiError(f"{full}: not found (404): this server does not offer {path} yet")
-    if r.status_code in (401, 403):
-        raise ApiError(f"{full}: refused ({r.status_code}): check --api-key")
-    if r.status_code >= 400:
-        raise ApiError(f"{full}: HTTP {r.status_code}: {r.text[:200]}")
-    return r.json()
 
 
 def aqi_of(station: dict) -> tuple[int | None, int | None, bool]:
@@ -131,16 +111,14 @@ def alerts_table(alerts: list[dict], now: float | None = None) -> Table:
     return t
 
 
-UrlOpt = Annotated[str, typer.Option("--url", envvar="ENVNET_URL", help="server base URL")]
-KeyOpt = Annotated[str, typer.Option("--api-key", envvar="ENVNET_API_KEY", help="API key")]
-
-
 def stations_command(
-    url: UrlOpt = DEFAULT_URL,
-    api_key: KeyOpt = "",
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
     kind: Annotated[str | None, typer.Option(help="air | water")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Table of GET /stations: state, last seen, AQI category colour, values, flags."""
+    url, api_key = api_target(config, url, api_key)
     try:
         # GET /stations pages by 1,000 by default; the table wants them all (server MAX_PAGE).
         data = fetch(url, "/stations?limit=100000" + (f"&kind={kind}" if kind else ""), api_key)
@@ -151,11 +129,13 @@ def stations_command(
 
 
 def alerts_command(
-    url: UrlOpt = DEFAULT_URL,
-    api_key: KeyOpt = "",
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
     state: Annotated[str | None, typer.Option(help="open | acknowledged | resolved")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Table of GET /alerts."""
+    url, api_key = api_target(config, url, api_key)
     try:
         data = fetch(url, "/alerts" + (f"?state={state}" if state else ""), api_key)
     except ApiError as e:

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from envnet.core import contract
+from envnet.domain import station_config as config_json
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = REPO / "firmware"
@@ -41,28 +41,23 @@ def station_config(
     seed: int = 1,
     sim: dict | None = None,
 ) -> dict:
-    """config.json for a simulated station, in the shape the firmware reads on a real board."""
-    url = urlparse(mqtt_url)
+    """config.json for a simulated station, in the shape the firmware reads on a real board.
+
+    Compressed timing: samples at most every 10 s (at least 0.2 s), health every 5 s or more."""
     interval = interval_s or contract.KINDS[kind]["interval_s"]
-    return {
-        "station_id": station_id,
-        "kind": kind,
-        "board": f"sim-{kind}",
-        "interval_s": interval,
-        "sample_s": sample_s or max(min(interval / 6, 10), 0.2),
-        "health_s": max(interval * 5, 5),
-        "mqtt": {
-            "host": url.hostname or "127.0.0.1",
-            "port": url.port or (8883 if url.scheme == "mqtts" else 1883),
-            "user": username,
-            "password": password,
-            "keepalive": 30,
-            "tls": url.scheme == "mqtts",
-        },
-        "wifi": {"ssid": "sim", "password": ""},
-        "ntp": {"host": "pool.ntp.org"},
-        "sim": {"seed": seed, **(sim or {})},
-    }
+    return config_json.station_config(
+        station_id,
+        kind,
+        f"sim-{kind}",
+        mqtt_url,
+        interval_s=interval,
+        sample_s=sample_s or max(min(interval / 6, 10), 0.2),
+        health_s=max(interval * 5, 5),
+        user=username,
+        password=password,
+        wifi_ssid="sim",
+        sim={"seed": seed, **(sim or {})},
+    )
 
 
 @dataclass

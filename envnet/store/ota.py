@@ -81,11 +81,6 @@ OTA = STATE_DB.register(
     migrations=(SCHEMA_V1,),
 )
 
-# Target states. `pending`: not sent yet (station offline, or stage not reached);
-# `sent`: command published; `acked`: station took the job; then the station's own states.
-IN_FLIGHT = ("pending", "sent", "acked", "downloading", "verified", "switching")
-FAILED = ("failed", "rolled_back", "refused", "timed_out")
-FINAL = ("confirmed", *FAILED)
 ACTIVE_ROLLOUT = ("running", "paused")
 MAX_REASON = 500
 

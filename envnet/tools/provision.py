@@ -4,7 +4,8 @@ Writes `<out>/<id>/config.json` in the shape the firmware reads (firmware/lib/co
 validated against the board profile (hardware/boards/<PROFILE>.json); adds the station to
 Mosquitto's password file with `mosquitto_passwd -b` and to the ACL file (the station may
 write only under `envnet/v1/<id>/` and read only its own `cmd`); registers it in the state
-store with its metadata. Any refusal is one line on stderr and exit code 2.
+store with its metadata. Any refusal is a ProvisionError (the command, envnet/cli/field.py,
+prints it as one line on stderr and exits 2).
 """
 
 from __future__ import annotations
@@ -15,13 +16,10 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import urlparse
 
-import typer
-
-from envnet.config import ConfigError, load_config
 from envnet.core import contract
+from envnet.domain.station_config import station_config
 from envnet.store import audit
 from envnet.store.state import SqliteStateStore
 
@@ -53,30 +51,29 @@ def load_board(profile: str, kind: str) -> dict:
 
 
 def build_config(
-    station_id: str, kind: str, board: dict, mqtt_url: str, user: str, password: str
+    station_id: str,
+    kind: str,
+    board: dict,
+    mqtt_url: str,
+    user: str,
+    password: str,
+    ota_key: dict | None = None,
 ) -> dict:
-    """config.json for a real board: intervals from the profile, credentials, broker."""
-    url = urlparse(mqtt_url)
+    """config.json for a real board: intervals from the profile (health at most once a
+    minute), credentials, broker, and the OTA fleet key if there is one."""
     interval = board.get("interval_s") or contract.KINDS[kind]["interval_s"]
-    sample = min(board.get("sample_s") or interval / 6, interval)
-    return {
-        "station_id": station_id,
-        "kind": kind,
-        "board": board["profile"],
-        "interval_s": interval,
-        "sample_s": sample,
-        "health_s": max(interval * 5, 60),
-        "mqtt": {
-            "host": url.hostname or "127.0.0.1",
-            "port": url.port or (8883 if url.scheme == "mqtts" else 1883),
-            "user": user,
-            "password": password,
-            "keepalive": 30,
-            "tls": url.scheme == "mqtts",
-        },
-        "wifi": {"ssid": "", "password": ""},
-        "ntp": {"host": "pool.ntp.org"},
-    }
+    return station_config(
+        station_id,
+        kind,
+        board["profile"],
+        mqtt_url,
+        interval_s=interval,
+        sample_s=min(board.get("sample_s") or interval / 6, interval),
+        health_s=max(interval * 5, 60),
+        user=user,
+        password=password,
+        ota=ota_key or None,
+    )
 
 
 def acl_block(station_id: str) -> str:
@@ -157,9 +154,8 @@ def provision(
         if store.get_station_meta(station_id) is not None:
             raise ProvisionError(f"station {station_id} is already registered")
         password = secrets.token_urlsafe(18)
-        cfg = build_config(station_id, kind, board, mqtt_url, station_id, password)
-        if ota_key:  # {"key": hex, "key_id": ..}: the station checks update signatures with it
-            cfg["ota"] = ota_key
+        # ota_key {"key": hex, "key_id": ..}: the station checks update signatures with it
+        cfg = build_config(station_id, kind, board, mqtt_url, station_id, password, ota_key)
         full_meta = {
             "site": site,
             "board": board_profile,
@@ -199,79 +195,3 @@ def provision(
         detail={"kind": kind, "board": board_profile, "meta": full_meta, "mqtt_user": station_id},
     )
     return cfg
-
-
-def command(
-    station_id: Annotated[str, typer.Argument(help="station id, [a-z0-9][a-z0-9-]{1,31}")],
-    kind: Annotated[str, typer.Option(help="air | water")],
-    site: Annotated[str, typer.Option(help="site name / address")],
-    board: Annotated[str, typer.Option(help="board profile in hardware/boards/")],
-    district: str | None = None,
-    river: str | None = None,
-    section: str | None = None,
-    target_class: Annotated[str | None, typer.Option(help="water target class I..V")] = None,
-    station_class: Annotated[
-        str | None, typer.Option("--class", help="micro | city | national | section")
-    ] = None,
-    lat: float | None = None,
-    lon: float | None = None,
-    name_zh: str | None = None,
-    name_en: str | None = None,
-    drinking_water: Annotated[bool, typer.Option(help="drinking-water source")] = False,
-    out: Annotated[Path, typer.Option("--out", help="provisioned stations dir")] = DEFAULT_OUT,
-    passwd_file: Annotated[Path | None, typer.Option(help="Mosquitto password file")] = None,
-    acl_file: Annotated[Path | None, typer.Option(help="Mosquitto ACL file")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="envnet TOML")] = None,
-    actor: Annotated[
-        str | None, typer.Option(help="who provisions, for the audit trail (default: OS user)")
-    ] = None,
-    fleet_key_file: Annotated[
-        Path | None,
-        typer.Option(help="OTA fleet key file (hex); default: the config's ota.fleet_key"),
-    ] = None,
-    fleet_key_id: Annotated[str, typer.Option(help="id of the OTA fleet key")] = "fleet-1",
-) -> None:
-    """Provision a station: config.json, MQTT credentials + ACL, registry entry."""
-    from envnet.domain.ota.manifest import BundleError, read_key_file
-
-    try:
-        settings = load_config(config)
-        try:
-            fleet_key = read_key_file(fleet_key_file).hex() if fleet_key_file else ""
-        except BundleError as e:
-            raise ProvisionError(str(e)) from None
-        fleet_key = fleet_key or getattr(settings.ota, "fleet_key", "")
-        cfg = provision(
-            station_id,
-            kind,
-            site,
-            board,
-            out,
-            settings.mqtt.url,
-            Path(settings.store.path),
-            passwd_file or out / "mosquitto.passwd",
-            acl_file or out / "mosquitto.acl",
-            {
-                "district": district,
-                "river": river,
-                "section": section,
-                "target_class": target_class,
-                "class": station_class,
-                "lat": lat,
-                "lon": lon,
-                "name": name_zh,
-                "name_en": name_en,
-                "drinking_water": drinking_water or None,
-            },
-            actor=actor,
-            ota_key={"key": fleet_key, "key_id": fleet_key_id} if fleet_key else None,
-            ca_file=Path(settings.mqtt.ca_file) if settings.mqtt.ca_file else None,
-        )
-    except (ProvisionError, ConfigError) as e:
-        typer.echo(f"envnet provision: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(
-        f"provisioned {station_id} ({kind}, board {board}): {out / station_id / 'config.json'}; "
-        f"MQTT user {cfg['mqtt']['user']} -> {passwd_file or out / 'mosquitto.passwd'}; "
-        f"flash with: envnet flash PORT --station {station_id} --dir {out}"
-    )

@@ -2,7 +2,8 @@
 
 The file routes carry no API key: a station checks every byte against the signed manifest, so
 integrity does not depend on who may download. Everything that changes state needs the key.
-See docs/ota.md (protocol and the server section) and server/rollout.py (the state machine).
+See docs/ota.md (protocol and the server section), server/rollout.py (the worker) and
+envnet/domain/ota/rollout.py (the policy).
 """
 
 from __future__ import annotations
@@ -22,19 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from envnet.config import Settings
 from envnet.core import contract
+from envnet.domain.ota.rollout import FAILED, FINAL, running_version, valid_selector
 from envnet.store.audit import record_audit
-from envnet.store.ota import FAILED, FINAL, SqliteOtaStore
+from envnet.store.ota import SqliteOtaStore
 from envnet.store.state import SqliteStateStore
 from envnet.store.webhooks import public_base_url
 from server.lifespan import run_with_app
-from server.rollout import (
-    Commander,
-    RolloutEngine,
-    RolloutWorker,
-    running_version,
-    stage_members,
-    valid_selector,
-)
+from server.rollout import Commander, RolloutEngine, RolloutWorker, stage_members
 from server.security import ApiKeyName
 
 # A release version as it appears in a URL and a directory name: no "/", never "." or "..".

@@ -30,21 +30,19 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from envnet.core import contract
+from envnet.core.calendar import DAY, day_label, day_start_at
 from envnet.core.standards import gb3095, gb3838, hj633
 from envnet.core.standards.episodes import assess
 from envnet.domain.alerts import rules
 from envnet.domain.alerts.repository import Alert, AlertStore, HistoryEntry, InMemoryAlertStore
 from envnet.domain.alerts.rules import RULES, AlertSettings, Observation, severity_rank
 from envnet.domain.alerts.windows import (
-    DAY,
     EXCLUDED_FLAGS,
     NOT_EVALUATED_FLAGS,
     Closed,
     DayMeans,
     HourMeans,
     StationWindows,
-    day_label,
-    day_start,
 )
 
 EventType = Literal[
@@ -585,10 +583,13 @@ class Evaluator:
         return math.ceil(sum(r.aqi for r in chosen) / len(chosen))
 
     def _episode(self, wall: float) -> list[AlertEvent]:
-        """Assess the latest complete CST day once data time is episode_delay_s past it."""
+        """Assess the latest complete CST day once data time is episode_delay_s past it.
+
+        CST (Beijing time), not reports.timezone, like the windows whose daily AQIs it reads
+        (see envnet/domain/alerts/windows.py for why)."""
         if not self.settings.episode_enabled or self.data_now is None:
             return []
-        day = day_start(self.data_now - self.settings.episode_delay_s) - DAY
+        day = day_start_at(self.data_now - self.settings.episode_delay_s) - DAY
         if self._episode_state is None:
             self._episode_state = self.store.load_state(EPISODE_KEY) or {
                 "last_day": None,

@@ -1,8 +1,13 @@
 """Per-station streaming windows: minute readings -> hourly, 8 h O3 and 24 h means.
 
 Hours and days are China Standard Time (UTC+8) clock periods, as the national standards use
-Beijing time. UTC+8 is a whole number of hours, so hour boundaries are the UTC ones and only
-day boundaries shift (a CST day starts at 16:00 UTC).
+Beijing time (envnet/core/calendar.py). UTC+8 is a whole number of hours, so hour boundaries
+are the UTC ones and only day boundaries shift (a CST day starts at 16:00 UTC).
+
+Always CST, never the configurable `reports.timezone`: the GB 3095 hourly and daily periods
+are Beijing time wherever the bureau is, and this state (persisted by the engine) is keyed by
+UTC-aligned hours and 24-hour days, which only a whole-hour zone without DST keeps true. With
+the default zone (Asia/Shanghai) reports and alerts count the same days.
 
 Validity (GB 3095-2012 sec. 8): an hourly mean needs >= 45 minutes of data, an 8 h mean >= 6
 valid hourly means, a 24 h mean >= 20. Too little data gives no mean, never a partial one.
@@ -25,16 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from envnet.core.calendar import DAY, HOUR, day_label, day_start_at, hour_label, hour_start
 from envnet.core.standards.gb3095 import Validity
 from envnet.core.standards.hj633 import POLLUTANTS
-
-HOUR = 3600
-DAY = 86400
-CST_OFFSET_S = 8 * HOUR
-CST = timezone(timedelta(hours=8), "CST")
 
 EXCLUDED_FLAGS = ("warmup", "fault", "range")  # left out of means, counted
 NOT_EVALUATED_FLAGS = ("maint", "cal")  # stored, never evaluated, counted
@@ -43,23 +44,6 @@ HISTORY_S = 48 * HOUR  # hourly means kept: enough for yesterday's day summary
 MEAN_DECIMALS = 3  # removes float summation noise (75.00000000000001), not a 修约 rule
 O3_8H_DAY_FIRST = 7  # the day's 8 h means end at 08:00..24:00 CST: buckets 07..23
 STATE_VERSION = 1
-
-
-def hour_start(ts: float) -> int:
-    return int(ts // HOUR) * HOUR
-
-
-def day_start(ts: float) -> int:
-    """Start (epoch s) of the CST day containing ts."""
-    return int((ts + CST_OFFSET_S) // DAY) * DAY - CST_OFFSET_S
-
-
-def day_label(start: int) -> str:
-    return datetime.fromtimestamp(start, CST).date().isoformat()
-
-
-def hour_label(start: int) -> str:
-    return datetime.fromtimestamp(start, CST).strftime("%Y-%m-%d %H:00+08:00")
 
 
 def utc_iso(ts: float) -> str:
@@ -232,7 +216,7 @@ class StationWindows:
 
     def _complete_days(self, h: int) -> list[DayMeans]:
         """Summaries of the CST days that closing hour h completed."""
-        d = day_start(h)
+        d = day_start_at(h)
         through = d if h + HOUR == d + DAY else d - DAY
         done = self.s["days_done"]
         if done is not None and done >= through:

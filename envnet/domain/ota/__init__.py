@@ -1,2 +1,3 @@
-"""Over-the-air firmware updates: bundles (bundle.py), staged rollout (rollout.py) and the
-`envnet ota` commands (cli.py). See docs/ota.md."""
+"""Over-the-air firmware updates: the bundle manifest (manifest.py) and the staged-rollout
+policy (rollout.py); server/rollout.py applies the policy, envnet/cli/ota.py is the
+`envnet ota` command group. See docs/ota.md."""

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from envnet.core.calendar import DEFAULT_TIMEZONE
 from envnet.core.standards import gb3838
 from envnet.core.standards.hj633 import POLLUTANTS
 
@@ -26,7 +27,7 @@ class ReportSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # The bureau's day is the local natural day (自然日), 00:00-24:00 in this zone.
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     # A station day counts (good-days ratio, completeness) only with a valid daily value of
     # each of these; a PM-only micro network would set ["pm25", "pm10"].
     required_pollutants: list[str] = Field(default_factory=lambda: list(POLLUTANTS))
