@@ -2,7 +2,7 @@
 
 SQLite (WAL) here, through envnet.store.database.Database; the tables below are the "state"
 owner's in the state file's schema registry (envnet/store/schema.py). Everything goes through
-the `StateStore` interface so that moving to PostgreSQL beyond one gateway (DESIGN.md, "At
+the `StateStore` interface so that moving to PostgreSQL beyond one gateway (docs/design.md, "At
 scale") is a new class, not a rewrite. The gateway writes station state; the server reads it
 and writes the registry and alert changes.
 """

@@ -5,7 +5,7 @@ and a PostgreSQL one (several gateways, stream partitioned by station) are swaps
 is keyed so that a station's evaluation touches only that station's rows, plus the shared
 per-day AQI table the city-wide episode reads.
 
-Alert fields (DESIGN.md: id, station, rule, parameter, severity, window, value, limit,
+Alert fields (docs/design.md: id, station, rule, parameter, severity, window, value, limit,
 standard, opened_at, state, last value; plus edition and labels):
 
 | field | meaning |

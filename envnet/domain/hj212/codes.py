@@ -1,6 +1,6 @@
 """envnet parameter -> HJ 212-2017 pollutant code, and envnet QC flag -> HJ 212 data flag.
 
-The one place these facts live. Codes marked (std) are listed in ../shared/standards.md; the
+The one place these facts live. Codes marked (std) are listed in docs/standards-reference.md; the
 others are from the HJ 212-2017 code tables (annex B) and should be checked against the
 platform's own code list before going live. Parameters with no code (air voc index, noise,
 water orp) are not sent.
