@@ -149,15 +149,10 @@ def test_station_actions_from_commands() -> None:
     act = actions.station_action(pw, {"ok": True, "changed": ["wifi.password"]}, {})
     assert act == ("station.config.set", {"key": "wifi.password", "old": "***", "new": "***"})
     on = actions.command_request(["maint", "on"])
-    assert (
-        actions.station_action(on, {"ok": True}, {"maint": False})[0]
-        == "station.maint.start"
-    )
+    assert actions.station_action(on, {"ok": True}, {"maint": False})[0] == "station.maint.start"
     assert actions.station_action(on, {"ok": True}, {"maint": True}) is None  # already on
     off = actions.command_request(["config", "set", "maint", "false"])
-    assert (
-        actions.station_action(off, {"ok": True}, {"maint": True})[0] == "station.maint.end"
-    )
+    assert actions.station_action(off, {"ok": True}, {"maint": True})[0] == "station.maint.end"
     cal = actions.command_request(["calibrate", "pm25", "ref=35.5"])
     assert actions.station_action(cal, {"ok": True, "result": {"k": 1.1}}) == (
         "station.calibrate",

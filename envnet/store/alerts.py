@@ -96,7 +96,8 @@ class SqliteAlertStore:
         limit: int = 500,
     ) -> list[Alert]:
         """The server's GET /alerts filters; newest first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         for col, val in (
             ("state", state),
             ("station", station),

@@ -116,7 +116,7 @@ def record_audit(
             "INSERT INTO audit(at, actor, action, target, detail) VALUES (?,?,?,?,?)",
             (time.time() if at is None else float(at), actor, action, target or "", body),
         )
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)  # an INSERT always sets it
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -90,6 +90,7 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
                     emit(settings, event, conn=conn)
                 audit_ack(state, who, alerts.get_alert(alert_id), body)
         a = alerts.get_alert(alert_id)
+        assert a is not None  # acknowledge() raised KeyError for an unknown id
         return {**a.to_dict(), "changed": ev is not None}
 
     return api

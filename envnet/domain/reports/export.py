@@ -28,7 +28,7 @@ def flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _station_days(report: Mapping[str, Any], part: str) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for st in report["stations"]:
         head = {"station": st["id"], "kind": st["kind"], "district": st["district"]}
         rows.extend({**head, **r} for r in st[part])
@@ -36,7 +36,7 @@ def _station_days(report: Mapping[str, Any], part: str) -> list[dict[str, Any]]:
 
 
 def _water_months(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in report["water"]["sections"]:
         head = {"section": s["id"], "target_class": s["target_class"]}
         rows.extend({**head, **m} for m in s["months"])
@@ -44,7 +44,7 @@ def _water_months(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _water_days(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in report["water"]["sections"]:
         head = {"section": s["id"], "target_class": s["target_class"]}
         rows.extend({**head, **d} for d in s["daily"])

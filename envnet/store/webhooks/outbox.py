@@ -340,7 +340,7 @@ class Outbox:
         now = time.time()
         round_n = claim.round_attempts + 1
         outcome, next_at = next_step(status_code, round_n, retry_after, cfg, now)
-        status: Status = "pending" if outcome == "retry" else outcome  # type: ignore[assignment]
+        status: Status = "pending" if outcome == "retry" else outcome
         with self.tx() as c:
             row = c.execute(
                 "SELECT attempts, lease_owner FROM webhook_deliveries WHERE id=?",
