@@ -133,7 +133,7 @@ def check_manifest(m: Any, version: str | None = None, key_id: str | None = None
             raise BundleError(f"bad manifest: duplicate file path {p!r}")
         seen.add(p)
         n, h = f.get("size"), f.get("sha256")
-        if not _int(n) or n < 0:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise BundleError(f"bad manifest: size of {p}")
         if (
             not isinstance(h, str)
