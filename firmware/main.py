@@ -135,16 +135,24 @@ def _exc_text(e):
     return e.__class__.__name__ + (": " + s if s else "")
 
 
-def _crash(e):
-    # A crash of confirmed firmware: unix exits 1; ESP32 gives the console a moment,
-    # then resets (the watchdog backs this up).
-    sys.print_exception(e)
+def _board_call(name):
+    # What happens next is the board's to say (ESP32: reset or the REPL; unix port: exit
+    # or boot again in this process). A crash before the firmware loaded its board, or
+    # an older version's board without the method: exit.
     board = sys.modules.get("board")
-    if board is None or board.SIM:
-        raise SystemExit(1)
-    import time
-    time.sleep(10)
-    board.reboot()
+    fn = getattr(board, name, None)
+    if fn is None:
+        return False
+    fn()
+    return True
+
+
+def _crash(e):
+    # A crash of confirmed firmware: ESP32 gives the console a moment, then resets (the
+    # watchdog backs this up); unix exits 1.
+    sys.print_exception(e)
+    _board_call("crash_reset")
+    raise SystemExit(1)
 
 
 def main():
@@ -173,15 +181,14 @@ def main():
             if p.get("pending") == slot:  # the new version refuses this station's config
                 _rollback(p, "config.json rejected by the new version")
                 r = "boot"
-        board = sys.modules.get("board")
         if r == "config":
-            if board is None or board.SIM:
-                raise SystemExit(2)
-            return  # leave the REPL to the technician
+            if _board_call("stop_for_config"):
+                return  # ESP32: leave the REPL to the technician (unix exits 2 in it)
+            raise SystemExit(2)
         # r == "boot": a slot switch or rollback. ESP32: reset, the chip starts here
-        # again. unix: boot again in this process (modules are purged in _enter).
-        if board is not None and not board.SIM:
-            board.reboot()  # machine.reset(), does not return (UNTESTABLE HERE: ESP32 only)
+        # again (machine.reset() does not return). unix: boot again in this process
+        # (modules are purged in _enter).
+        _board_call("reboot")
         reset = "soft"
 
 

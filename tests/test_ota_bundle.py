@@ -1,4 +1,5 @@
-"""`envnet release` / envnet/domain/ota/bundle.py: the bundle as docs/ota.md defines it."""
+"""`envnet release` (envnet/tools/release.py, rules in envnet/domain/ota/manifest.py): the
+bundle as docs/ota.md defines it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from envnet.domain.ota import manifest
 from envnet.tools import release
-from envnet.tools.flash import device_sources
+from envnet.tools.flash import device_sources, sim_only_modules
 
 REPO = Path(__file__).resolve().parent.parent
 MPY_MAGIC = b"M"  # first byte of every .mpy file
@@ -50,6 +51,12 @@ def test_layout_manifest_and_signature_follow_the_contract(built: Path, key: byt
     paths = [f["path"] for f in m["files"]]
     assert sorted(paths) == want and len(paths) == len(set(paths))
     assert "lib/ota.mpy" in paths and "lib/hmac256.mpy" in paths and "board.mpy" in paths
+    # nothing of the simulated board (firmware/sim/): it is installed by the simulator only
+    sim_only = {Path(n).stem for n in sim_only_modules()}
+    assert sim_only >= {"board_sim", "simsensors"}
+    assert not sim_only & {Path(p).stem for p in paths}, sorted(paths)
+    assert not sim_only & {p.stem for p in (built / "files").rglob("*")}
+    assert "lib/board_esp32.mpy" in paths and "lib/otarules.mpy" in paths
     for f in m["files"]:
         data = (built / "files" / f["path"]).read_bytes()
         assert len(data) == f["size"] and hashlib.sha256(data).hexdigest() == f["sha256"]
@@ -92,7 +99,7 @@ def test_a_signed_manifest_with_a_traversal_path_is_refused(built: Path, key: by
     raw = json.dumps(m).encode()
     (copy / "manifest.json").write_bytes(raw)
     (copy / "manifest.sig").write_text(manifest.sign(raw, key))
-    with pytest.raises(manifest.BundleError, match="bad path"):
+    with pytest.raises(manifest.BundleError, match="unsafe file path '../../config.json'"):
         manifest.verify_bundle(copy, key)
 
 

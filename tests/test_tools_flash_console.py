@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from typer.testing import CliRunner
 from envnet.cli import app
 from envnet.devkit.ptyboard import PtyBoard
 from envnet.devkit.services import Mosquitto, free_port
+from envnet.devkit.sim import SIM_BOARD_DIR, install_sim_board
 from envnet.tools import console, flash
 from envnet.tools import provision as pv
 
@@ -54,8 +56,33 @@ def provisioned(tmp_path: Path):
 
 
 def board(path: Path) -> PtyBoard:
-    # On an ESP32 /lib is on sys.path; the unix port gets it from MICROPYPATH.
-    return PtyBoard(path, micropypath="lib:.").start()
+    # On an ESP32 /lib is on sys.path; the unix port gets it from MICROPYPATH. The flashed
+    # firmware runs on the simulated board, which the simulator (not `envnet flash`) installs.
+    install_sim_board(path)
+    return PtyBoard(path, micropypath=f"lib:.:{SIM_BOARD_DIR}").start()
+
+
+def test_the_flashed_file_list_holds_no_simulation_only_file(tmp_path: Path) -> None:
+    out = tmp_path / "stations"
+    pv.provision(
+        SID, "air", "x", "sim-air", out, "mqtt://127.0.0.1:1883", tmp_path / "db",
+        out / "passwd", out / "acl",
+    )  # fmt: skip
+    sim_only = flash.sim_only_modules()
+    assert sim_only >= {"board_sim.py", "simsensors.py"}
+    for mpy in (False, True):
+        items = flash.plan_files(out / SID, mpy, tmp_path / f"build{mpy}")
+        dests = {it.dest for it in items}
+        names = {Path(d).name for d in dests} | {Path(d).stem + ".py" for d in dests}
+        assert not names & sim_only, sorted(names & sim_only)
+        assert not any(Path(it.src).parent.name == flash.SIM_ONLY_DIR for it in items)
+        assert {"main.py", "board.json", "config.json"} <= dests
+        assert ("lib/board_esp32.mpy" if mpy else "lib/board_esp32.py") in dests
+    # a copy of a simulated-board module left in lib/ is not flashed either
+    fw = tmp_path / "fw"
+    shutil.copytree(flash.FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(fw / "sim" / "simsensors.py", fw / "lib" / "simsensors.py")
+    assert "lib/simsensors.py" not in {d for _, d in flash.device_sources(fw)}
 
 
 def test_flash_verify_run_then_console_reads_status_and_live_readings(

@@ -3,6 +3,10 @@
 Each station gets a directory (its "flash") holding config.json and whatever the firmware
 persists there; `sim.json` in that directory overrides simulated sensor values, which is how
 tests and the demo play pollution episodes and outages.
+
+The simulated board (firmware/sim/: board_sim.py, simsensors.py) is never flashed to a real
+board nor put into an OTA bundle; `install_sim_board()` copies it into the station directory
+(`simboard/`, on MICROPYPATH), where the firmware's board.py finds it and picks it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,32 @@ from envnet.domain import station_config as config_json
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = REPO / "firmware"
+SIM_ONLY = "sim"  # firmware/sim: the simulated board's modules
+SIM_BOARD_DIR = "simboard"  # where a simulated station's filesystem holds them
+
+
+def install_sim_board(station_dir: Path, firmware_dir: Path = FIRMWARE_DIR) -> Path:
+    """Copy the simulated board's modules into `station_dir/simboard/`; -> that folder.
+
+    Stale files there (a module renamed since) are removed: the folder mirrors firmware/sim.
+    """
+    src = Path(firmware_dir) / SIM_ONLY
+    dest = Path(station_dir) / SIM_BOARD_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = {p.name for p in src.glob("*.py")}
+    for old in dest.iterdir():
+        if old.name not in wanted and old.is_file():
+            old.unlink()
+    for name in sorted(wanted):
+        shutil.copyfile(src / name, dest / name)
+    return dest
+
+
+def micropypath(firmware_dir: Path = FIRMWARE_DIR) -> str:
+    """MICROPYPATH of a simulated station, run with its directory as cwd: the installed
+    simulated board (relative, as a board's /lib is), then the firmware."""
+    fw = Path(firmware_dir)
+    return f"{SIM_BOARD_DIR}:{fw / 'lib'}:{fw}:.frozen"
 
 
 def micropython_bin() -> str:
@@ -88,8 +118,9 @@ class SimStation:
         os.replace(tmp, path)
 
     def start(self, stdin=subprocess.DEVNULL) -> None:
+        install_sim_board(self.workdir, self.firmware_dir)
         env = dict(os.environ, **self.extra_env)
-        env["MICROPYPATH"] = f"{self.firmware_dir / 'lib'}:{self.firmware_dir}:.frozen"
+        env["MICROPYPATH"] = micropypath(self.firmware_dir)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [micropython_bin(), str(self.firmware_dir / "main.py")],

@@ -2,10 +2,12 @@
 
 mpremote does the talking (`python -m mpremote connect PORT resume ...`; `resume` skips the
 soft reset, which the MicroPython unix port used in tests does not have). Layout on the
-board (docs/firmware.md): `main.py`, `board.py` at the root, `lib/*.py|.mpy` (core and
-drivers), `board.json` (the board profile) and `config.json`. `seq.json`, the ring buffer and
-`cal.json` are never written: a station's seq must not restart. Every file is verified by
-SHA-256 computed on the board and read back. Several ports are flashed in parallel.
+board (docs/firmware.md): `main.py`, `board.py` at the root, `lib/*.py|.mpy` (core, the ESP32
+board and drivers), `board.json` (the board profile) and `config.json`. The simulated board
+(firmware/sim/) is never flashed: the simulator installs it (envnet/devkit/sim.py).
+`seq.json`, the ring buffer and `cal.json` are never written: a station's seq must not
+restart. Every file is verified by SHA-256 computed on the board and read back. Several ports
+are flashed in parallel.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from envnet.tools.provision import BOARDS_DIR, DEFAULT_OUT
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
+SIM_ONLY_DIR = "sim"  # firmware/sim: the simulated board, for the unix port only
 # Never sent, never removed: the station's persisted state.
 PROTECTED = {"seq.json", "buf.dat", "buf.dat.meta", "cal.json"}
 BATCH = 12  # files per mpremote invocation (each one costs a process start + connect)
@@ -69,12 +72,23 @@ def mpy_cross_bin() -> str:
     return found
 
 
+def sim_only_modules(firmware: Path = FIRMWARE) -> set[str]:
+    """File names of the simulated board (firmware/sim/*.py): never on a real board."""
+    return {p.name for p in (firmware / SIM_ONLY_DIR).glob("*.py")}
+
+
 def device_sources(firmware: Path = FIRMWARE) -> list[tuple[Path, str]]:
     """Every firmware file that goes onto a board: (source, path on the board). Also the
-    file set of an OTA bundle (envnet/domain/ota/bundle.py), there relative to a firmware slot."""
+    file set of an OTA bundle (envnet/tools/release.py), there relative to a firmware slot.
+    Nothing of the simulated board, even a copy of one of its modules left in lib/."""
+    sim = sim_only_modules(firmware)
     sources = [(firmware / "main.py", "main.py"), (firmware / "board.py", "board.py")]
-    sources += [(p, f"lib/{p.name}") for p in sorted((firmware / "lib").glob("*.py"))]
-    sources += [(p, f"lib/{p.name}") for p in sorted((firmware / "drivers").glob("*.py"))]
+    for folder in ("lib", "drivers"):
+        sources += [
+            (p, f"lib/{p.name}")
+            for p in sorted((firmware / folder).glob("*.py"))
+            if p.name not in sim
+        ]
     return sources
 
 

@@ -1,10 +1,11 @@
 """`envnet release`: build a signed firmware bundle for over-the-air updates (docs/ota.md).
 
-The bundle holds the device files of `envnet flash` (`device_sources()`), compiled with
-mpy-cross, except `main.py`, which stays source. Paths are relative to a firmware slot on the
-station. The bundle is built in a temporary directory beside the target and renamed into
-place, so the server never serves half a release; an existing version is never overwritten.
-The manifest and signature rules live in envnet/domain/ota/manifest.py.
+The bundle holds the device files of `envnet flash` (`device_sources()`: nothing of the
+simulated board in firmware/sim/), compiled with mpy-cross, except `main.py`, which stays
+source. Paths are relative to a firmware slot on the station. The bundle is built in a
+temporary directory beside the target and renamed into place, so the server never serves half
+a release; an existing version is never overwritten. The manifest and signature rules live in
+envnet/domain/ota/manifest.py (data: envnet/core/contract/ota_manifest.json).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from envnet.domain.ota.manifest import (
     read_key_file,
     sign,
     verify_bundle,
+    version_ok,
 )
 from envnet.tools.flash import FIRMWARE, FlashError, device_sources, mpy_cross_bin
 
@@ -63,8 +65,8 @@ def build_bundle(
     created: int | None = None,
 ) -> Path:
     """Write `<out>/<version>/` and return it. progress(step, done, total) if given."""
-    if not VERSION_RE.match(version) or ".." in version:
-        raise BundleError(f"version {version!r} must match {VERSION_RE.pattern}")
+    if not version_ok(version):
+        raise BundleError(f"version {version!r} must match {VERSION_RE.pattern} without '..'")
     if len(key) < MIN_KEY_BYTES:
         raise BundleError(f"fleet key: {len(key)} bytes, need at least {MIN_KEY_BYTES}")
     if not key_id or not PATH_PART_RE.match(key_id):

@@ -72,8 +72,8 @@ def _params_of(spec, cls):
 
 def make(profile, machine):
     if profile.get("simulated"):
-        raise ValueError("profile %r is simulated: board.sensors() uses simsensors"
-                         % profile.get("profile"))
+        raise ValueError("profile %r is simulated: it runs on the simulated board "
+                         "(firmware/sim), not on an ESP32" % profile.get("profile"))
     buses_spec = profile.get("buses") or {}
     buses = {}
     sensors = []

@@ -44,8 +44,8 @@ def app(info=None):
     if info is not None:
         import ota
         ota.boot(info)
-        if info.get("reset") and board.SIM:
-            board._reset = info["reset"]
+        if info.get("reset"):
+            board.loader_reset(info["reset"])
     while True:
         try:
             r = run_once(board, log)

@@ -12,7 +12,6 @@
 import json
 import os
 import sys
-import time
 from time import ticks_ms, ticks_diff
 import log
 
@@ -64,12 +63,13 @@ def read_ptr():
     return None
 
 
-def write_ptr(d, hook=None):
+def write_ptr(d, point=None):
+    # point: board.ota_point, told when the new pointer is only in the temp file.
     tmp = POINTER + ".tmp"
     with open(tmp, "w") as f:
         f.write(json.dumps(d))
-    if hook:
-        hook("pointer-tmp")  # tests: power cut with the new pointer only in the temp file
+    if point:
+        point("pointer-tmp")
     try:
         os.rename(tmp, POINTER)
     except OSError:  # FAT will not rename over a file
@@ -137,7 +137,7 @@ def _exc(e):
 def _check_confirm(st):
     global PENDING, REBOOT, _report
     if st.acked:  # one publish acknowledged by the broker: this version works
-        _hook(st, "confirm")  # tests: power cut in the new version before it confirms
+        st.board.ota_point("confirm")  # before it confirms
         p = read_ptr() or {}
         if p.get("pending") != SLOT:
             PENDING = False
@@ -179,14 +179,5 @@ def rollback(reason):
     PENDING = False
     REBOOT = True
 
-
-# --- tests --------------------------------------------------------------------------
-def _hook(st, name):
-    # Tests only (unix port): sim.json {"ota_stall": name} stops the station right here
-    # so that a test can cut the power (SIGKILL) at a known point.
-    if st.board.SIM and st.board.sim().get("ota_stall") == name:
-        print("ota: stall at %s" % name)
-        while True:
-            time.sleep_ms(100)
 
 

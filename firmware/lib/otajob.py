@@ -7,18 +7,15 @@
 import gc
 import json
 import os
-import time
 from time import ticks_ms, ticks_diff
 import binascii
 import hashlib
 import log
 import ota
-from ota import SLOTS, MAX_TRIES, read_ptr, write_ptr, version, _hook, _exc, _msg
+import otarules as R  # the manifest rules, generated: the server registers by the same
+from ota import SLOTS, MAX_TRIES, read_ptr, write_ptr, version, _exc, _msg
 
 CHUNK = 512  # bytes per socket read / flash write
-MAX_MANIFEST = 16384
-MAX_FILES = 200
-_OK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
 _job = None  # generator of the running download
 _job_v = None
@@ -53,7 +50,7 @@ def start(st, req):
     global _job, _job_v, _job_st
     ver = req.get("version")
     url = req.get("url")
-    if not isinstance(ver, str) or not ver or len(ver) > 64 or any(c not in _OK + "+" for c in ver):
+    if not version_ok(ver):
         raise ValueError("ota needs a version")
     if not isinstance(url, str) or not (url.startswith("http://") or url.startswith("https://")):
         raise ValueError("ota needs an http:// url")
@@ -102,38 +99,69 @@ def step(st, budget_ms):
     gc.collect()
 
 
+# --- the manifest (the rules: otarules.py; the same steps as the server's, in
+# envnet/domain/ota/manifest.py, checked by tests/firmware/test_fw_ota_manifest_rules.py)
+def version_ok(v):
+    return (isinstance(v, str) and 0 < len(v) <= R.VERSION_MAX and v[0] in R.VERSION_FIRST
+            and all(c in R.VERSION_CHARS for c in v)
+            and not any(x in v for x in R.VERSION_FORBIDDEN))
+
+
 def _safe_path(p):
-    if not isinstance(p, str) or not p or len(p) > 96 or p[0] == "/":
+    if not isinstance(p, str) or not p or p[0] == "/" or len(p) > R.PATH_MAX:
         return False
     for part in p.split("/"):
-        if not part or part in (".", "..") or any(c not in _OK for c in part):
+        if not part or part in (".", "..") or any(c not in R.PATH_CHARS for c in part):
             return False
-    return p != "manifest.json"
+    return p not in R.PATH_RESERVED
 
 
-def _check_manifest(m, ver, key_id):
-    if not isinstance(m, dict) or m.get("v") != 1:
+def _int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_manifest(m, ver, key_id):
+    if not isinstance(m, dict) or not _int(m.get("v")) or m["v"] != R.MANIFEST_V:
         raise Fail("bad manifest: unknown format")
-    if m.get("version") != ver:
-        raise Fail("bad manifest: version %s, expected %s" % (m.get("version"), ver))
+    v = m.get("version")
+    if not version_ok(v):
+        raise Fail("bad manifest: version %r is not a release version" % (v,))
+    if ver is not None and v != ver:
+        raise Fail("bad manifest: version %s, expected %s" % (v, ver))
     if key_id and m.get("key_id") != key_id:
         raise Fail("bad manifest: key_id %s, expected %s" % (m.get("key_id"), key_id))
     files = m.get("files")
-    if not isinstance(files, list) or not files or len(files) > MAX_FILES:
-        raise Fail("bad manifest: files")
+    if not isinstance(files, list) or not files or len(files) > R.MAX_FILES:
+        raise Fail("bad manifest: files (a list of 1 to %d)" % R.MAX_FILES)
     seen = {}
     for f in files:
         p = f.get("path") if isinstance(f, dict) else None
-        if not _safe_path(p) or p in seen:
-            raise Fail("bad manifest: path %r" % (p,))
+        if not _safe_path(p):
+            raise Fail("bad manifest: unsafe file path %r" % (p,))
+        if p in seen:
+            raise Fail("bad manifest: duplicate file path %r" % (p,))
         seen[p] = 1
         n, h = f.get("size"), f.get("sha256")
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        if not _int(n) or n < 0:
             raise Fail("bad manifest: size of %s" % p)
-        if not isinstance(h, str) or len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+        if (not isinstance(h, str) or len(h) != R.SHA256_LEN
+                or any(c not in R.SHA256_CHARS for c in h)):
             raise Fail("bad manifest: sha256 of %s" % p)
-    if "main.py" not in seen:
-        raise Fail("bad manifest: no main.py")
+    for p in R.REQUIRED:
+        if p not in seen:
+            raise Fail("bad manifest: no %s" % p)
+
+
+def parse_manifest(raw, ver, key_id):
+    # manifest.json's bytes (signature already checked) -> the manifest.
+    if len(raw) > R.MAX_MANIFEST:
+        raise Fail("bad manifest: larger than %d bytes" % R.MAX_MANIFEST)
+    try:
+        m = json.loads(raw.decode())  # decode(): refuses bytes that are not UTF-8
+    except (ValueError, UnicodeError):
+        raise Fail("bad manifest: not JSON")
+    check_manifest(m, ver, key_id)
+    return m
 
 
 def _open(url):
@@ -222,15 +250,6 @@ def _mkdirs(d):
             pass
 
 
-def _free(st):
-    # -> (free bytes, block size) of the filesystem the slots live on.
-    s = os.statvfs(".")
-    free = s[0] * s[3]  # ESP32 LittleFS reports blocks the same way (UNTESTABLE HERE)
-    if st.board.SIM and st.board.sim().get("ota_free") is not None:
-        free = st.board.sim()["ota_free"]  # tests: a nearly full flash
-    return free, s[0] or 4096
-
-
 def _stage_slot():
     return "b" if ota.SLOT == "a" else "a"
 
@@ -264,20 +283,17 @@ def _run(st, ver, base):
     # The job, as a generator: every yield hands the loop back to the station.
     global _stage_dir, _buf, _job_v
     key = _key(st.cfg)
+    point = st.board.ota_point  # named points of the update (boardbase.py)
     _say(st, "downloading")
     yield
-    man = _get_small(base + "manifest.json", MAX_MANIFEST)
+    man = _get_small(base + "manifest.json", R.MAX_MANIFEST)
     yield
     sig = _get_small(base + "manifest.sig", 256)
     import hmac256
     if not hmac256.verify(key, man, sig):
         raise Fail("bad signature")
     del sig
-    try:
-        m = json.loads(man)
-    except ValueError:
-        raise Fail("bad manifest: not JSON")
-    _check_manifest(m, ver, (st.cfg.get("ota") or {}).get("key_id"))
+    m = parse_manifest(man, ver, (st.cfg.get("ota") or {}).get("key_id"))
     files = [(f["path"], f["size"], f["sha256"]) for f in m["files"]]  # tuples: less heap
     deadline = m.get("confirm_deadline_s")
     del m
@@ -287,7 +303,7 @@ def _run(st, ver, base):
     d = SLOTS + slot
     _stage_dir = d
     _rmtree(d)  # what an earlier, unfinished or superseded update left there
-    free, blk = _free(st)
+    free, blk = st.board.flash_free()
     need = blk * 2
     for f in files:
         need += (f[1] + blk - 1) // blk * blk
@@ -325,10 +341,7 @@ def _run(st, ver, base):
                     h.update(mv[:k])
                     out.write(mv[:k])
                     got += k
-                    if i == 1 and got >= size // 2:
-                        _hook(st, "download")  # tests: power cut in the middle of a file
-                    if st.board.SIM and st.board.sim().get("ota_chunk_ms"):
-                        time.sleep_ms(st.board.sim()["ota_chunk_ms"])  # tests: a slow link
+                    point("chunk", i, got, size)
                     yield
             if binascii.hexlify(h.digest()).decode() != sha:
                 raise Fail("hash mismatch on %s" % path)
@@ -341,7 +354,7 @@ def _run(st, ver, base):
             raise Fail("hash mismatch on %s after writing" % f[0])
         yield
     _say(st, "verified")
-    _hook(st, "verified")  # tests: power cut after staging, before the switch
+    point("verified")  # after staging, before the switch
     p = read_ptr() or {}
     p["v"] = 1
     p["active"] = ota.SLOT
@@ -352,10 +365,10 @@ def _run(st, ver, base):
     p["max_tries"] = MAX_TRIES
     p["deadline_s"] = deadline if isinstance(deadline, int) and deadline > 0 else 300
     p["report"] = None
-    write_ptr(p, lambda name: _hook(st, name))
+    write_ptr(p, point)
     _stage_dir = None
     _say(st, "switching")
-    _hook(st, "switched")  # tests: power cut after the switch, before the reboot
+    point("switched")  # after the switch, before the reboot
     _job_v = None
     ota.REBOOT = True  # fwmain hands the reboot to the loader, which boots the new slot
     st.reboot_requested = True

@@ -105,8 +105,8 @@ class Station:
                 self.sync_at = ticks_ms()
                 log.info("clock synced")
                 self.health_dirty = True
-        elif self.board.SIM and not self.board.clock_synced():
-            self.synced = False  # sim: sim.json took the sync away
+        elif self.board.clock_lost():
+            self.synced = False  # the simulated board can take the sync away
             self.health_dirty = True
         elif ticks_diff(ticks_ms(), self.sync_at) > _RESYNC_MS:
             self.sync_at = ticks_ms()

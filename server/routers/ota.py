@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from envnet.config import Settings
 from envnet.core import contract
+from envnet.domain.ota.manifest import BundleError, parse_manifest
 from envnet.domain.ota.rollout import FAILED, FINAL, running_version, valid_selector
 from envnet.store.audit import record_audit
 from envnet.store.ota import SqliteOtaStore
@@ -108,30 +109,6 @@ class ReleaseError(ValueError):
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _check_manifest(m: Any, version: str) -> None:
-    if not isinstance(m, dict) or m.get("v") != 1:
-        raise ReleaseError("manifest.json is not a v1 manifest")
-    if m.get("version") != version:
-        raise ReleaseError(f"manifest names version {m.get('version')!r}, directory {version!r}")
-    files = m.get("files")
-    if not isinstance(files, list) or not files:
-        raise ReleaseError("manifest lists no files")
-    for f in files:
-        p = f.get("path") if isinstance(f, dict) else None
-        if (
-            not isinstance(p, str)
-            or not p
-            or p.startswith("/")
-            or "\\" in p
-            or any(part in ("", ".", "..") for part in p.split("/"))
-        ):
-            raise ReleaseError(f"manifest has an unsafe file path {p!r}")
-        if not isinstance(f.get("size"), int) or f["size"] < 0:
-            raise ReleaseError(f"{p}: size is not a byte count")
-        if not isinstance(f.get("sha256"), str) or not HEX64.match(f["sha256"]):
-            raise ReleaseError(f"{p}: sha256 is not 64 lowercase hex digits")
-
-
 def _check_signature(raw: bytes, sig_path: FsPath, key_hex: str) -> bool:
     """True when checked with the fleet key; False when the server has no key to check with."""
     if not sig_path.is_file():
@@ -167,11 +144,10 @@ def verify_release(settings: Settings, version: str) -> tuple[str, str, bool]:
     file's size and SHA-256. Returns (manifest text, its sha256, signature_checked)."""
     d = release_dir(settings, version)
     raw = (d / "manifest.json").read_bytes()
-    try:
-        m = json.loads(raw)
-    except ValueError as e:
-        raise ReleaseError(f"manifest.json is not JSON: {e}") from None
-    _check_manifest(m, version)
+    try:  # the station's own rules (envnet/core/contract/ota_manifest.json)
+        m = parse_manifest(raw, version)
+    except BundleError as e:
+        raise ReleaseError(str(e)) from None
     checked = _check_signature(raw, d / "manifest.sig", settings.ota.fleet_key)
     _check_files(d, m["files"])
     return raw.decode(), hashlib.sha256(raw).hexdigest(), checked

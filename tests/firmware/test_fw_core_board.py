@@ -1,7 +1,7 @@
-"""The ESP32 half of board.py and the station's use of real drivers, on the unix port.
+"""The ESP32 board (lib/board_esp32.py) and the station's use of real drivers, on the unix port.
 
-ENVNET_REAL_BOARD=1 makes board.py take its ESP32 path; the driver engineer's fake
-`machine` (tests/firmware/fakes) answers with the sensors' real byte formats. Wi-Fi
+Without the simulated board installed, board.py picks the ESP32 board; the driver engineer's
+fake `machine` (tests/firmware/fakes) answers with the sensors' real byte formats. Wi-Fi
 (`network`) is not faked, so no network here: sampling, QC flags, battery, WDT, reset
 cause and the encoded reading.
 """
@@ -36,7 +36,7 @@ def run_board(tmp: Path, profile: str, cfg_over: dict, devices: str, body: str) 
         "cfg = config.load()\nboard.init(cfg)\n"
         "from station import Station\nst = Station(cfg, board)\n" + body
     )
-    env = dict(os.environ, MICROPYPATH=PATH, ENVNET_REAL_BOARD="1")
+    env = dict(os.environ, MICROPYPATH=PATH)
     r = subprocess.run(
         [harness.MICROPYTHON, "-c", code],
         cwd=tmp,
@@ -58,8 +58,8 @@ machine.attach("i2c", 0, i2cdevs.ADS1115(volts=(0.29, 0.30, 0.31, 0.30)), 0x48)
 """  # no ADS1115 at 0x49: the O3 cell is "missing" -> fault
 
 SAMPLE = """
-out = {"sim": board.SIM, "cause": st.reset_cause, "deep_sleep": cfg["deep_sleep"],
-       "names": [s.name for s in st.sampler.sensors]}
+out = {"board": board.NAME, "sim": board.SIM, "cause": st.reset_cause,
+       "deep_sleep": cfg["deep_sleep"], "names": [s.name for s in st.sampler.sensors]}
 for _ in range(5):
     st.sampler.sample()
 out["first"] = json.loads(st.make_reading())
@@ -68,16 +68,17 @@ for _ in range(5):
     st.sampler.sample()
 out["warm"] = json.loads(st.make_reading())
 out["battery_v"] = board.battery_v()
-out["wdt"] = board._wdt.timeout
+out["wdt"] = board.BOARD._wdt.timeout
 board.feed()
-out["feeds"] = board._wdt.feeds
+out["feeds"] = board.BOARD._wdt.feeds
 print(json.dumps(out))
 """
 
 
 def test_air_station_samples_real_drivers_from_its_profile(tmp_path):
     out = run_board(tmp_path, "esp32-air-v1", {}, AIR, SAMPLE)
-    assert out["sim"] is False and out["cause"] == "power_on" and out["deep_sleep"] is False
+    assert out["board"] == "esp32" and out["sim"] is False
+    assert out["cause"] == "power_on" and out["deep_sleep"] is False
     assert out["names"] == ["pm", "th", "baro", "co", "no2", "so2", "o3"]
     first, warm = out["first"], out["warm"]
     assert first["kind"] == "air" and first["seq"] == 1

@@ -26,8 +26,10 @@ def test_generated_contract_module_is_fresh():
     assert r.returncode == 0, r.stdout
 
 
-def test_every_device_file_compiles_with_mpy_cross(tmp_path):
-    for f in harness.device_files():
+def test_every_firmware_file_compiles_with_mpy_cross(tmp_path):
+    files = harness.firmware_files()
+    assert harness.FW / "sim" / "board_sim.py" in files and harness.FW / "board.py" in files
+    for f in files:
         r = subprocess.run(
             [harness.MPY_CROSS, "-o", str(tmp_path / "x.mpy"), str(f)],
             capture_output=True,

@@ -139,11 +139,13 @@ def test_pointer_read_after_a_cut_write(tmp_path):
 
 
 def test_esp32_branch_resets_the_chip_after_a_rollback(tmp_path):
-    # The real board.py on its ESP32 path (ENVNET_REAL_BOARD=1) with the fake `machine`,
-    # whose reset() ends the process with code 75, as the chip would reset.
+    # The real board.py picking the ESP32 board (no simulated board installed) with the
+    # fake `machine`, whose reset() ends the process with code 75, as the chip would reset.
     st = _station(tmp_path, PENDING, "import board\n    raise ValueError('bad release')")
     shutil.copy(harness.FW / "board.py", st / "app" / "a" / "board.py")
-    r = _boot(st, extra_path=str(FAKES), ENVNET_REAL_BOARD="1")
+    for name in ("boardbase.py", "board_esp32.py"):
+        shutil.copy(harness.FW / "lib" / name, st / "app" / "a" / "lib" / name)
+    r = _boot(st, extra_path=str(FAKES))
     assert r.returncode == 75, r  # machine.reset()
     assert "RUN root" not in r.stdout  # the next "boot" is the chip's, not in-process
     assert _ptr(st)["report"]["reason"] == "crash on boot: ValueError: bad release"
