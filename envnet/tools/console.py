@@ -16,12 +16,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import serial
 import typer
 
-from envnet.config import ConfigError, load_config
 from envnet.domain import station_actions
 from envnet.store import audit
 
@@ -246,45 +244,3 @@ def interactive(port: str, linger: float = 1.0, audit_to: AuditTo | None = None)
         stop.set()
         t.join(1)
         ser.close()
-
-
-def command(
-    port: Annotated[str, typer.Argument(help="serial port, e.g. /dev/ttyUSB0")],
-    words: Annotated[
-        list[str] | None, typer.Argument(help="one-shot command, e.g. status, readings")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the JSON answer")] = False,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 5.0,
-    user: Annotated[
-        str | None, typer.Option(help="who is at the console, for the audit trail (OS user)")
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="envnet TOML (state store for audit)")
-    ] = None,
-) -> None:
-    """Station serial console: interactive, or one command (status, readings, config, log...).
-
-    Changes (config set, calibrate, maint on|off, reboot) are recorded in the audit trail of
-    the state store (store.path) as --user."""
-    to = None
-    if not words or station_actions.command_request(words) is not None:  # reads need no state store
-        try:
-            to = AuditTo(Path(load_config(config).store.path), user or audit.os_user())
-        except ConfigError as e:
-            typer.echo(f"envnet console: config error: {e}", err=True)
-            raise typer.Exit(2) from None
-    try:
-        if not words:
-            interactive(port, audit_to=to)
-            return
-        res = one_shot(port, words, timeout, audit_to=to)
-    except NotRecorded as e:
-        typer.echo(json.dumps(e.answer, ensure_ascii=False) if as_json else human(e.answer))
-        typer.echo(f"envnet console: {e}", err=True)
-        raise typer.Exit(4) from None
-    except ConsoleError as e:
-        typer.echo(f"envnet console: {e}", err=True)
-        raise typer.Exit(3) from None
-    typer.echo(json.dumps(res, ensure_ascii=False) if as_json else human(res))
-    if not res.get("ok"):
-        raise typer.Exit(1)

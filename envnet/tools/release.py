@@ -20,9 +20,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
 
 from envnet.domain.ota.manifest import (
     DEFAULT_KEY_ID,
@@ -30,7 +27,6 @@ from envnet.domain.ota.manifest import (
     PATH_PART_RE,
     VERSION_RE,
     BundleError,
-    read_key_file,
     sign,
     verify_bundle,
     version_ok,
@@ -127,52 +123,3 @@ def build_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def command(
-    version: Annotated[str, typer.Option("--version", help="release version, e.g. 1.3.0")],
-    fleet_key_file: Annotated[
-        Path, typer.Option("--fleet-key-file", help="file holding the fleet key as hex")
-    ],
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="releases directory (default: the config's ota.releases_dir)"),
-    ] = None,
-    key_id: Annotated[str, typer.Option("--key-id", help="id of the fleet key")] = DEFAULT_KEY_ID,
-    confirm_deadline_s: Annotated[
-        int, typer.Option("--confirm-deadline-s", help="seconds a new version has to confirm")
-    ] = 300,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML config (for ota.releases_dir)")
-    ] = None,
-) -> None:
-    """Build a signed OTA firmware bundle: mpy-cross the device files, manifest, signature."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    if out is None:
-        from envnet.config import ConfigError, load_config
-
-        try:
-            out = Path(load_config(config).ota.releases_dir)
-        except ConfigError as e:
-            typer.echo(f"envnet release: config error: {e}", err=True)
-            raise typer.Exit(2) from None
-    try:
-        key = read_key_file(fleet_key_file)
-        with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()
-        ) as prog:
-            tasks: dict[str, Any] = {}
-
-            def step(name: str, done: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = prog.add_task(name, total=total)
-                prog.update(tasks[name], completed=done)
-
-            path = build_bundle(version, key, out, key_id, confirm_deadline_s, progress=step)
-    except BundleError as e:
-        typer.echo(f"envnet release: {e}", err=True)
-        raise typer.Exit(2) from None
-    m = json.loads((path / "manifest.json").read_text())
-    total = sum(f["size"] for f in m["files"])
-    typer.echo(f"{path}: {len(m['files'])} files, {total} bytes, signed with {key_id}")
