@@ -231,6 +231,24 @@ class OtaSettings(_Section):
         return v.lower()
 
 
+class PagesSettings(_Section):
+    # The web pages (docs/pages.md): public pages without a key, the console behind a login.
+    enabled: bool = True
+    # Session cookies carry Secure (sent over HTTPS only). Set false only for plain http on
+    # localhost (the demo, the tests); production serves the console over HTTPS.
+    cookie_secure: bool = True
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    # Login throttling: after `login_max_failures` failed logins for one user name, or from
+    # one client address, within `login_window_s`, further attempts are refused until the
+    # window has passed (a correct password included).
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_window_s: float = Field(900.0, gt=0, le=86_400)
+    # Public pages reload themselves this often (seconds).
+    refresh_s: int = Field(60, ge=5, le=3600)
+    city_zh: str = "沈阳市"
+    city_en: str = "Shenyang"
+
+
 class StandardsSettings(_Section):
     edition: Literal["2012"] = "2012"
 
@@ -278,6 +296,7 @@ class Settings(_Section):
     webhooks: WebhookSettings = WebhookSettings()
     ota: OtaSettings = OtaSettings()
     standards: StandardsSettings = StandardsSettings()
+    pages: PagesSettings = PagesSettings()  # docs/pages.md
     uplink: UplinkSettings = UplinkSettings()
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()  # docs/reports.md
