@@ -174,6 +174,10 @@ from envnet.cli import ota as _ota_cli  # noqa: E402
 
 app.add_typer(_ota_cli.app, name="ota")  # envnet ota start|status|stations|... (docs/ota.md)
 
+from envnet.cli import users as _users_cli  # noqa: E402
+
+app.add_typer(_users_cli.app, name="users")  # envnet users add|list|disable (docs/pages.md)
+
 
 @app.command("audit")
 def audit_command(

@@ -155,9 +155,7 @@ class UserStore:
             c.execute("DELETE FROM user_sessions WHERE user=?", (name,))
             if row[0]:
                 return False
-            c.execute(
-                "UPDATE users SET disabled=1, updated_at=? WHERE name=?", (time.time(), name)
-            )
+            c.execute("UPDATE users SET disabled=1, updated_at=? WHERE name=?", (time.time(), name))
             return True
 
     def authenticate(self, name: str, password: str) -> User | None:

@@ -24,6 +24,8 @@ def router(app: FastAPI) -> APIRouter:
             swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
             swagger_css_url=f"{SWAGGER}/swagger-ui.css",
             swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png",
+            # no validator badge: it would send the schema to validator.swagger.io
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
     @api.get("/redoc")

@@ -114,6 +114,8 @@ def aqi_chart(points: Sequence[AqiPoint], hours: int = 24) -> Chart:
             continue
         h = inner_h * p.aqi / top
         x = CHART_PAD + i * slot + 1
-        bars.append(Bar(round(x, 1), round(CHART_PAD + inner_h - h, 1), round(slot - 2, 1), round(h, 1), p))
+        bars.append(
+            Bar(round(x, 1), round(CHART_PAD + inner_h - h, 1), round(slot - 2, 1), round(h, 1), p)
+        )
     ticks = [(round(CHART_PAD + inner_h - inner_h * v / top, 1), v) for v in range(0, top + 1, 50)]
     return Chart(bars, ticks)

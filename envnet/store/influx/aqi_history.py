@@ -39,5 +39,7 @@ def hourly_aqi(db: InfluxQL, station: str, start: float, end: float) -> list[Aqi
             if r.get("aqi") is None:
                 continue
             level = r.get("level")
-            out.append(AqiPoint(int(r["time"]), int(r["aqi"]), None if level is None else int(level)))
+            out.append(
+                AqiPoint(int(r["time"]), int(r["aqi"]), None if level is None else int(level))
+            )
     return out

@@ -110,7 +110,10 @@ def router(console: Console) -> APIRouter:
         console.check_csrf(session, csrf)
         console.users.close_session(request.cookies.get(SESSION_COOKIE, ""))
         record_audit(
-            console.store, actor=session.user.name, action="console.logout", target=session.user.name
+            console.store,
+            actor=session.user.name,
+            action="console.logout",
+            target=session.user.name,
         )
         resp = RedirectResponse(f"{CONSOLE}/login", status_code=303)
         resp.delete_cookie(SESSION_COOKIE, path=CONSOLE)

@@ -55,7 +55,9 @@ class Console:
     def check_csrf(self, session: Session, token: str | None) -> None:
         """Every console form carries its session's CSRF token; anything else is refused."""
         if not token or not secrets.compare_digest(token, session.csrf):
-            raise PageError(403, "表单已失效，请刷新后重试", "form refused: missing or wrong CSRF token")
+            raise PageError(
+                403, "表单已失效，请刷新后重试", "form refused: missing or wrong CSRF token"
+            )
 
     def page(
         self, request: Request, session: Session, name: str, ctx: dict[str, Any], active: str

@@ -18,6 +18,8 @@ def router(console: Console, roles: frozenset[str]) -> APIRouter:
     def health(request: Request, session: Annotated[Session, Depends(console.session)]) -> Response:
         console.allow(session, roles)
         stations = console.views.all(with_indices=False)
-        return console.page(request, session, "console/health.html", {"stations": stations}, "health")
+        return console.page(
+            request, session, "console/health.html", {"stations": stations}, "health"
+        )
 
     return api

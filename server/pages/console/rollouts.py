@@ -18,7 +18,9 @@ def router(console: Console, roles: frozenset[str]) -> APIRouter:
     ota = SqliteOtaStore(console.store)
 
     @api.get("", response_class=HTMLResponse)
-    def rollouts(request: Request, session: Annotated[Session, Depends(console.session)]) -> Response:
+    def rollouts(
+        request: Request, session: Annotated[Session, Depends(console.session)]
+    ) -> Response:
         console.allow(session, roles)
         # The same view as GET /ota/rollouts (stage counts), so the two never disagree.
         views = [_rollout_view(ota, r, False) for r in ota.list_rollouts()]
