@@ -60,6 +60,7 @@ class Traffic:
     failed: list[str] = field(default_factory=list)
     http_errors: list[tuple[int, str]] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
+    earlier: list[str] = field(default_factory=list)  # failures of requests sent before
 
     def external(self, base: str) -> list[str]:
         return [
@@ -69,13 +70,22 @@ class Traffic:
 
 def take_traffic(driver: webdriver.Chrome) -> Traffic:
     t = Traffic()
+    # requestId -> URL, kept on the driver: a failure may be logged after the take that saw
+    # its request. A failure belongs to the take that saw its request (the page under test);
+    # one of a request sent before (Chromium's own start-up navigation) is kept apart.
+    urls: dict[str, str] = driver.__dict__.setdefault("_envnet_urls", {})
+    mine: set[str] = set()
     for entry in driver.get_log("performance"):
         msg = json.loads(entry["message"])["message"]
         method, params = msg.get("method"), msg.get("params", {})
         if method == "Network.requestWillBeSent":
+            urls[params["requestId"]] = params["request"]["url"]
+            mine.add(params["requestId"])
             t.requests.append(params["request"]["url"])
         elif method == "Network.loadingFailed" and not params.get("canceled"):
-            t.failed.append(f"{params.get('errorText')} ({params.get('type')})")
+            rid = params.get("requestId", "")
+            text = f"{params.get('errorText')} ({params.get('type')}) {urls.get(rid, '?')}"
+            (t.failed if rid in mine else t.earlier).append(text)
         elif method == "Network.responseReceived":
             resp = params["response"]
             if resp["status"] >= 400:

@@ -306,8 +306,11 @@ def test_console_login_ack_csrf_roles_disable_and_throttling(stack: Stack, brows
         visit(stack, browser, path)
         check_clean(stack, browser, path)
         bh.full_screenshot(browser, SHOTS / shot)
-    health = browser.find_elements(By.CSS_SELECTOR, "#health tbody tr")
-    assert {r.get_attribute("data-station") for r in health} == set(STATIONS)
+        if path == "/console/health":
+            rows = browser.find_elements(By.CSS_SELECTOR, "#health tbody tr")
+            assert {r.get_attribute("data-station") for r in rows} == set(STATIONS)
+            fw = {r.find_elements(By.TAG_NAME, "td")[6].text for r in rows}
+            assert "—" not in fw, "every simulated station reports its firmware version"
 
     # A unit user sees no duty-room section and is kept out of one opened by URL.
     browser.delete_all_cookies()
@@ -327,6 +330,7 @@ def test_console_login_ack_csrf_roles_disable_and_throttling(stack: Stack, brows
 
     # Throttling: after MAX_FAILURES failures (by name or address) even the right password
     # is refused until the window has passed.
+    browser.delete_all_cookies()  # the leaver's dead session cookie
     for _ in range(MAX_FAILURES - 1):
         login(stack, browser, "duty", "not-the-password")
     login(stack, browser, "duty")

@@ -36,7 +36,15 @@ def make_templates(zone: str) -> Jinja2Templates:
         zh, en = hj633.POLLUTANT_LABELS.get(base, (key, key))
         return (f"{zh} {window}", f"{en} {window}") if window else (zh, en)
 
+    def roman(cls: object) -> str:
+        # A water class as the standard writes it: registry metadata may say "III", the
+        # evaluator's record 3.
+        if isinstance(cls, int) and 1 <= cls <= 5:
+            return ("I", "II", "III", "IV", "V")[cls - 1]
+        return str(cls) if cls else "—"
+
     env.filters["when"] = when
+    env.globals["roman"] = roman
     env.globals["pollutant"] = pollutant
     env.globals["category_by_level"] = hj633.category_by_level
     env.globals["health_advice"] = hj633.health_advice
