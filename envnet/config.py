@@ -187,7 +187,8 @@ def check_api_keys(v: dict[str, str]) -> dict[str, str]:
 
 
 class WebhookSettings(_Section):
-    # Delivery of signed webhooks from the persisted outbox (server/outbox.py, docs/webhooks.md).
+    # Delivery of signed webhooks from the persisted outbox (envnet/store/webhooks/;
+    # docs/webhooks.md).
     # Attempt n (1-based) that fails retryably waits min(cap, base * factor**(n-1)), shortened
     # at random by up to `jitter` (a fraction); after max_attempts the delivery is dead-lettered.
     max_attempts: int = Field(20, ge=1, le=100)
@@ -229,6 +230,24 @@ class OtaSettings(_Section):
         except ValueError:
             raise ValueError("must be hex") from None
         return v.lower()
+
+
+class PagesSettings(_Section):
+    # The web pages (docs/pages.md): public pages without a key, the console behind a login.
+    enabled: bool = True
+    # Session cookies carry Secure (sent over HTTPS only). Set false only for plain http on
+    # localhost (the demo, the tests); production serves the console over HTTPS.
+    cookie_secure: bool = True
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    # Login throttling: after `login_max_failures` failed logins for one user name, or from
+    # one client address, within `login_window_s`, further attempts are refused until the
+    # window has passed (a correct password included).
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_window_s: float = Field(900.0, gt=0, le=86_400)
+    # Public pages reload themselves this often (seconds).
+    refresh_s: int = Field(60, ge=5, le=3600)
+    city_zh: str = "沈阳市"
+    city_en: str = "Shenyang"
 
 
 class StandardsSettings(_Section):
@@ -278,6 +297,7 @@ class Settings(_Section):
     webhooks: WebhookSettings = WebhookSettings()
     ota: OtaSettings = OtaSettings()
     standards: StandardsSettings = StandardsSettings()
+    pages: PagesSettings = PagesSettings()  # docs/pages.md
     uplink: UplinkSettings = UplinkSettings()
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()  # docs/reports.md

@@ -92,6 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
         title="envnet",
         version=__version__,
         description="Station health and exceedance alerts for a city's air and water network.",
+        docs_url=None,  # /docs and /redoc come from server.pages.docs, with vendored assets
+        redoc_url=None,
     )
     app.state.store = store
     app.state.settings = settings
@@ -179,4 +181,8 @@ def create_app(settings: Settings) -> FastAPI:
     ota_api.install(app, settings, store)  # /ota/...: release files, releases, rollouts
 
     install(app, settings)  # /webhooks, /metrics, JSON errors, body limit, delivery worker
+
+    from server import pages
+
+    pages.install(app, settings, store, STALE_AFTER_INTERVALS)  # /public, /console, /docs
     return app

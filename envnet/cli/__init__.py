@@ -2,14 +2,14 @@
 
 Shared options and the one settings loader are in common.py; each command or group has its
 module: processes (gateway, server, uplink), devkit (sim, demo, grafana), field (provision,
-flash, console, release), views (stations, alerts), raw, report, ota, audit.
+flash, console, release), views (stations, alerts), raw, report, ota, audit, users.
 """
 
 from __future__ import annotations
 
 import typer
 
-from envnet.cli import audit, devkit, field, ota, processes, raw, report, views
+from envnet.cli import audit, devkit, field, ota, processes, raw, report, users, views
 
 app = typer.Typer(
     help="envnet: environmental monitoring network (stations, gateway, server).",
@@ -33,6 +33,7 @@ app.add_typer(report.app, name="report")  # envnet report daily|period|... (docs
 app.command("release")(field.release_command)
 app.add_typer(ota.app, name="ota")  # envnet ota start|status|stations|... (docs/ota.md)
 app.command("audit")(audit.command)
+app.add_typer(users.app, name="users")  # envnet users add|list|disable (docs/pages.md)
 
 
 def main() -> None:  # pragma: no cover

@@ -21,6 +21,8 @@ from envnet.config import load_config
 from envnet.devkit import scenario
 from envnet.devkit.fleet import Fleet
 from envnet.devkit.services import InfluxDB, Mosquitto, free_port
+from envnet.store.state import SqliteStateStore
+from envnet.store.users import UserStore
 
 
 def shenyang_sites() -> list[dict]:
@@ -78,8 +80,33 @@ max_future_s = {366 * 86400}
 [server]
 listen = "127.0.0.1:{http_port}"
 api_key = "demo-key"
+
+[pages]
+# The demo serves plain http on localhost: the console's cookies cannot be Secure-only here.
+cookie_secure = false
 """
     )
+
+
+# One console login per role (docs/pages.md); printed by `make demo`, for this machine only.
+DEMO_USERS: tuple[tuple[str, str, str | None, str], ...] = (
+    ("duty", "duty_room", None, "demo-duty-room"),
+    ("unit-heping", "unit", "heping-district", "demo-unit-heping"),
+    ("reviewer", "reviewer", None, "demo-reviewer"),
+    ("admin", "admin", None, "demo-admin-pass"),
+)
+
+
+def add_demo_users(store_path: Path) -> None:
+    """Create the demo logins (kept when they exist from an earlier run of the demo)."""
+    store = SqliteStateStore(store_path)
+    try:
+        users = UserStore(store)
+        for name, role, unit, password in DEMO_USERS:
+            if users.get(name) is None:
+                users.add(name, password, role, unit)
+    finally:
+        store.close()
 
 
 def _spawn(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
@@ -113,6 +140,7 @@ def run_demo(
         cfg_path = var / "envnet.toml"
         write_config(cfg_path, mosq.port, influx.url, var, http_port)
         settings = load_config(cfg_path, environ={})
+        add_demo_users(Path(settings.store.path))
         procs.append(_spawn(["gateway", "--config", str(cfg_path)], var / "gateway.log", var))
         procs.append(_spawn(["server", "--config", str(cfg_path)], var / "server.log", var))
         fleet = Fleet(settings, var / "sim", interval_s=interval_s)
@@ -123,15 +151,22 @@ def run_demo(
         fleet.start()
         threading.Thread(target=play, args=(fleet, t0, wall0, stop), daemon=True).start()
         base = f"http://127.0.0.1:{http_port}"
+        logins = "\n".join(
+            f"                  {role:<10} {name} / {pw}" + (f"   (unit {unit})" if unit else "")
+            for name, role, unit, pw in DEMO_USERS
+        )
         print(
             f"""
 envnet demo: Shenyang in miniature, {len(fleet.stations)} stations running the real firmware.
 Data time runs {scenario.TIME_SCALE}x faster: a data hour every {3600 / scenario.TIME_SCALE:g} s.
 A pollution episode builds over the city and an NH3-N incident hits the Hun River city reach;
 hourly AQI alerts open within a few minutes, escalate, and resolve as the air clears.
+  public pages    {base}/public   (map and list, {base}/public/bulletin, {base}/public/rivers)
+  console         {base}/console  (log in as one of, role / user / password:)
+{logins}
   alerts          {base}/alerts
                   ack: curl -X POST -H 'Authorization: Bearer demo-key' {base}/alerts/ID/ack
-  API docs        {base}/docs
+  API docs        {base}/docs   {base}/redoc   (served offline)
   stations        {base}/stations
   MQTT broker     mqtt://127.0.0.1:{mosq.port}   (mosquitto_sub -p {mosq.port} -t 'envnet/v1/#' -v)
   InfluxDB        {influx.url}  database "envnet"

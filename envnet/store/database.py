@@ -77,7 +77,7 @@ class Database:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE); a nested call is a savepoint in it.
 
-        An alert change, its history and its webhook event (server.events.emit_in_transaction)
+        An alert change, its history and its webhook event (envnet.store.webhooks.emit with conn=)
         commit together or not at all this way; the evaluator commits a run of messages at once,
         each message in its own savepoint, so one bad message does not undo the others."""
         with self._lock:

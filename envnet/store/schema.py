@@ -265,12 +265,7 @@ def versions(db: _Db) -> dict[str, int]:
 
 # The state store's file (settings.store.path). Owners register themselves when their module
 # is imported: envnet.store.state ("state"), envnet.store.alerts ("alerts"), envnet.store.ota
-# ("ota"), envnet.store.audit ("audit"). The webhook outbox (server/outbox.py today) still
-# creates its tables with CREATE IF NOT EXISTS at open, outside the registry (which leaves
-# tables it does not know alone). Its module adopts the registry with one call,
-#     WEBHOOKS = STATE_DB.register(
-#         "webhooks", module=__name__, tables=("webhook_subscriptions", "webhook_events",
-#         "webhook_deliveries", "webhook_attempts"), migrations=(SCHEMA,))
-# and `Database(path).ensure(WEBHOOKS)` (or `state.db.ensure(WEBHOOKS)`) where it opens: its
-# version 1 is today's SCHEMA text, which adopts the tables existing files already have.
+# ("ota"), envnet.store.audit ("audit"), envnet.store.webhooks.outbox ("webhooks"),
+# envnet.store.users ("users"). Each version 1 is the 0.1.0 schema text (CREATE IF NOT EXISTS),
+# which adopts the tables existing files already have; later changes are new migrations.
 STATE_DB = Registry("state", "settings.store.path (state.db)")

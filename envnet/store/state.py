@@ -122,7 +122,7 @@ class SqliteStateStore:
     def tx(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction (Database.transaction: BEGIN IMMEDIATE, nested calls are
         savepoints). An alert change, its history and its webhook event
-        (server.events.emit_in_transaction) commit together or not at all this way."""
+        (envnet.store.webhooks.emit with conn=) commit together or not at all this way."""
         return self.db.transaction()
 
     def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:

@@ -51,6 +51,27 @@ def audit_ack(state: SqliteStateStore, who: str, alert: Any, body: AckRequest) -
     )
 
 
+def acknowledge_alert(
+    settings: Settings,
+    state: SqliteStateStore,
+    alerts: SqliteAlertStore,
+    alert_id: str,
+    who: str,
+    body: AckRequest,
+) -> bool:
+    """Acknowledge as `who` (API key name or console user): the change, its history, its
+    webhook events and the audit row in one transaction. -> whether anything changed.
+    KeyError for an unknown alert. The API route and the console's form both call this."""
+    with state.tx() as conn:
+        ev = acknowledge(alerts, alert_id, body.by, time.time(), body.note)
+        if ev is None:
+            return False
+        for event in events_for(ev):
+            emit(settings, event, conn=conn)
+        audit_ack(state, who, alerts.get_alert(alert_id), body)
+    return True
+
+
 def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
     alerts = SqliteAlertStore(state)
     api = APIRouter(tags=["alerts"])
@@ -80,17 +101,12 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
         body = body or AckRequest()
         if "by" not in body.model_fields_set:
             body.by = who
-        with state.tx() as conn:
-            try:
-                ev = acknowledge(alerts, alert_id, body.by, time.time(), body.note)
-            except KeyError:
-                raise HTTPException(404, f"alert {alert_id} is not known") from None
-            if ev is not None:
-                for event in events_for(ev):
-                    emit(settings, event, conn=conn)
-                audit_ack(state, who, alerts.get_alert(alert_id), body)
+        try:
+            changed = acknowledge_alert(settings, state, alerts, alert_id, who, body)
+        except KeyError:
+            raise HTTPException(404, f"alert {alert_id} is not known") from None
         a = alerts.get_alert(alert_id)
-        assert a is not None  # acknowledge() raised KeyError for an unknown id
-        return {**a.to_dict(), "changed": ev is not None}
+        assert a is not None  # acknowledge_alert() raised KeyError for an unknown id
+        return {**a.to_dict(), "changed": changed}
 
     return api

@@ -256,3 +256,71 @@ def _not_none(v: int | None) -> int:
     if v is None:
         raise AssertionError("other-column fallback is indexed by construction")
     return v
+
+
+@dataclass(frozen=True, slots=True)
+class HealthAdvice:
+    """HJ 633-2012 Table 2's two text columns for one AQI level, with an English rendering."""
+
+    effects_zh: str  # 对健康影响情况
+    measures_zh: str  # 建议采取的措施
+    effects_en: str
+    measures_en: str
+
+
+# Table 2, columns "对健康影响情况" and "建议采取的措施", by level (1..6). The Chinese text is the
+# standard's; the English is ours, for the public pages' side-by-side rendering.
+HEALTH_ADVICE: dict[str, dict[int, HealthAdvice]] = {
+    "HJ 633-2012": {
+        1: HealthAdvice(
+            "空气质量令人满意，基本无空气污染",
+            "各类人群可正常活动",
+            "Air quality is satisfactory; there is basically no air pollution.",
+            "Everyone can carry on with normal activities.",
+        ),
+        2: HealthAdvice(
+            "空气质量可接受，但某些污染物可能对极少数异常敏感人群健康有较弱影响",
+            "极少数异常敏感人群应减少户外活动",
+            "Air quality is acceptable, but some pollutants may slightly affect a very small"
+            " number of unusually sensitive people.",
+            "The very few unusually sensitive people should reduce outdoor activity.",
+        ),
+        3: HealthAdvice(
+            "易感人群症状有轻度加剧，健康人群出现刺激症状",
+            "儿童、老年人及心脏病、呼吸系统疾病患者应减少长时间、高强度的户外锻炼",
+            "Symptoms of susceptible people worsen slightly; healthy people notice irritation.",
+            "Children, the elderly and people with heart or respiratory disease should reduce"
+            " long or strenuous outdoor exercise.",
+        ),
+        4: HealthAdvice(
+            "进一步加剧易感人群症状，可能对健康人群心脏、呼吸系统有影响",
+            "儿童、老年人及心脏病、呼吸系统疾病患者避免长时间、高强度的户外锻炼，"
+            "一般人群适量减少户外运动",
+            "Symptoms of susceptible people worsen further; the heart and lungs of healthy"
+            " people may be affected.",
+            "Children, the elderly and people with heart or respiratory disease should avoid"
+            " long or strenuous outdoor exercise; everyone else should reduce outdoor exercise.",
+        ),
+        5: HealthAdvice(
+            "心脏病和肺病患者症状显著加剧，运动耐受力降低，健康人群普遍出现症状",
+            "儿童、老年人和心脏病、肺病患者应停留在室内，停止户外运动，一般人群减少户外运动",
+            "Symptoms of people with heart or lung disease worsen markedly and exercise"
+            " tolerance falls; healthy people commonly show symptoms.",
+            "Children, the elderly and people with heart or lung disease should stay indoors"
+            " and stop outdoor exercise; everyone else should reduce outdoor exercise.",
+        ),
+        6: HealthAdvice(
+            "健康人群运动耐受力降低，有明显强烈症状，提前出现某些疾病",
+            "儿童、老年人和病人应当留在室内，避免体力消耗，一般人群应避免户外活动",
+            "Healthy people's exercise tolerance falls, with marked, strong symptoms; some"
+            " illnesses appear early.",
+            "Children, the elderly and the sick should stay indoors and avoid exertion;"
+            " everyone else should avoid outdoor activity.",
+        ),
+    },
+}
+
+
+def health_advice(level: int, edition: str = DEFAULT_EDITION) -> HealthAdvice:
+    """Table 2's health effects and recommended measures for an AQI level (1..6)."""
+    return HEALTH_ADVICE[_designation(edition)][level]
