@@ -71,7 +71,7 @@ def station(tmp_path: Path):
         SID, "air", "Heping Rd", "sim-air", out, "mqtt://127.0.0.1:1", tmp_path / "fleet.db",
         out / "passwd", out / "acl", actor="tech",
     )  # fmt: skip
-    b = PtyBoard(tmp_path / "flash", micropypath="lib:.").start()
+    b = PtyBoard.flashed(tmp_path / "flash").start()
     try:
         (res,) = flash.flash([b.device], out / SID, mpy=True, show_progress=False)
         with serial.Serial(b.device, 115200, timeout=0.2) as s:

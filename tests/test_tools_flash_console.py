@@ -25,7 +25,6 @@ from typer.testing import CliRunner
 from envnet.cli import app
 from envnet.devkit.ptyboard import PtyBoard
 from envnet.devkit.services import Mosquitto, free_port
-from envnet.devkit.sim import SIM_BOARD_DIR, install_sim_board
 from envnet.tools import console, flash
 from envnet.tools import provision as pv
 
@@ -56,10 +55,7 @@ def provisioned(tmp_path: Path):
 
 
 def board(path: Path) -> PtyBoard:
-    # On an ESP32 /lib is on sys.path; the unix port gets it from MICROPYPATH. The flashed
-    # firmware runs on the simulated board, which the simulator (not `envnet flash`) installs.
-    install_sim_board(path)
-    return PtyBoard(path, micropypath=f"lib:.:{SIM_BOARD_DIR}").start()
+    return PtyBoard.flashed(path).start()
 
 
 def test_the_flashed_file_list_holds_no_simulation_only_file(tmp_path: Path) -> None:

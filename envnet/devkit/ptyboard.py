@@ -19,7 +19,7 @@ import threading
 import tty
 from pathlib import Path
 
-from envnet.devkit.sim import micropython_bin
+from envnet.devkit.sim import SIM_BOARD_DIR, install_sim_board, micropython_bin
 
 
 class PtyBoard:
@@ -39,6 +39,14 @@ class PtyBoard:
         self.master: int | None = None
         self.device = ""
         self._fds: list[int] = []
+
+    @classmethod
+    def flashed(cls, flash_dir: Path) -> PtyBoard:
+        """A board for firmware that `envnet flash` puts in `flash_dir`, running on the
+        simulated board (installed here: the simulator's job, never flashed). On an ESP32 /lib
+        is on sys.path; the unix port gets it from MICROPYPATH."""
+        install_sim_board(flash_dir)
+        return cls(flash_dir, micropypath=f"lib:.:{SIM_BOARD_DIR}")
 
     def start(self) -> PtyBoard:
         # Two pseudo-terminals bridged back to back, as a USB-serial cable is: the child's
