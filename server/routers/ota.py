@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from envnet.config import Settings
 from envnet.core import contract
+from envnet.domain.ota import manifest
 from envnet.domain.ota.manifest import BundleError, parse_manifest
 from envnet.domain.ota.rollout import FAILED, FINAL, running_version, valid_selector
 from envnet.store.audit import record_audit
@@ -33,9 +34,9 @@ from server.lifespan import run_with_app
 from server.rollout import Commander, RolloutEngine, RolloutWorker, stage_members
 from server.security import ApiKeyName
 
-# A release version as it appears in a URL and a directory name: no "/", never "." or "..".
-VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$"
-VERSION_RE = re.compile(VERSION_PATTERN)
+# A release version as it appears in a URL and a directory name: the manifest rule set's
+# (envnet/core/contract/ota_manifest.json), so the server takes exactly what a station would.
+VERSION_PATTERN = manifest.VERSION_RE.pattern
 Version = Annotated[str, Path(pattern=VERSION_PATTERN, description="release version, e.g. 1.3.0")]
 
 
@@ -55,7 +56,7 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 
 def release_dir(settings: Settings, version: str) -> FsPath:
     """<releases_dir>/<version>, refusing anything that is not a plain version name."""
-    if not VERSION_RE.match(version) or ".." in version:
+    if not manifest.version_ok(version):
         raise HTTPException(404, f"release {version!r} is not known")
     d = FsPath(settings.ota.releases_dir) / version
     if not (d / "manifest.json").is_file():
@@ -216,7 +217,7 @@ def _on_disk(settings: Settings) -> list[str]:
     return sorted(
         d.name
         for d in root.iterdir()
-        if VERSION_RE.match(d.name) and (d / "manifest.json").is_file()
+        if manifest.version_ok(d.name) and (d / "manifest.json").is_file()
     )
 
 
