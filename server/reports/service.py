@@ -137,6 +137,7 @@ class Reports:
                     self.r.water_min_hours_day,
                     st.waterbody,
                     self.edition,
+                    st.assessment,
                 )
         reported = {sid: {p for p, h in counts.get(sid, {}).items() if h} for sid in stations}
         return WaterData(list(days), stations, values, reported)
@@ -203,7 +204,12 @@ class Reports:
         return {
             "timezone": self.r.timezone,
             "edition": ed,
-            "standards": [hj633._designation(ed), gb3095._designation(ed), "HJ 663-2013"],
+            "standards": [
+                hj633._designation(ed),
+                gb3095._designation(ed),
+                "HJ 663-2013",
+                gb3838.get_edition(ed).water,
+            ],
         }
 
     def _entry(
