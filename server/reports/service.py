@@ -17,7 +17,7 @@ from typing import Any, Literal
 from envnet.config import Settings
 from envnet.core import calendar as cal
 from envnet.core.standards import gb3095, gb3838, hj633
-from envnet.domain.reports import daily, stats, water
+from envnet.domain.reports import daily, rules, stats, water
 from envnet.domain.reports.stations import StationInfo, unregistered
 from envnet.store.influx.reports import InfluxQL, hourly_counts
 from envnet.store.state import SqliteStateStore
@@ -369,6 +369,8 @@ def good_days_progress(
     assumed valid) must be good for the year to reach it."""
     gd = stats.good_days(city)
     out: dict[str, Any] = {
+        "indicator_zh": rules.GOOD_DAYS_RATIO_NAME[0],
+        "indicator_en": rules.GOOD_DAYS_RATIO_NAME[1],
         "target": target,
         "ytd_ratio": gd.ratio,
         "days_good": gd.good,

@@ -206,8 +206,10 @@ def summary_key(station: str) -> str:
     return f"indices:{station}"
 
 
-# What the station list carries of each latest index (GET /stations/{id} has them whole).
-_AQI_SUMMARY = ("aqi", "category", "primary", "ts", "day", "window", "pm_basis", "edition")
+# What the station list carries of each latest index (GET /stations/{id} has them whole):
+# enough for a map or a duty-room list, small enough for 10,000 rows per answer.
+_AQI_SUMMARY = ("aqi", "primary", "ts", "day", "pm_basis", "edition")
+_CATEGORY_SUMMARY = ("level", "name_zh", "name_en", "colour_en", "rgb")
 _WATER_SUMMARY = (
     "overall",
     "class_zh",
@@ -220,7 +222,7 @@ _WATER_SUMMARY = (
     "ts",
     "standard",
     "edition",
-)
+)  # a water class names its standard: GB 3838-2002, edition "2002"
 
 
 def index_summary(latest: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,8 +231,11 @@ def index_summary(latest: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("aqi_1h", "aqi_24h"):
         if isinstance(latest.get(key), Mapping):
-            out[key] = {k: latest[key][k] for k in _AQI_SUMMARY if k in latest[key]}
-            out[key]["standard"] = latest[key].get("standard")
+            snap = latest[key]
+            out[key] = {k: snap[k] for k in _AQI_SUMMARY if k in snap}
+            cat = snap.get("category")
+            if isinstance(cat, Mapping):
+                out[key]["category"] = {k: cat[k] for k in _CATEGORY_SUMMARY if k in cat}
     if isinstance(latest.get("water"), Mapping):
         out["water"] = {k: latest["water"][k] for k in _WATER_SUMMARY if k in latest["water"]}
     return out
