@@ -80,8 +80,9 @@ def _summaries(now: float) -> dict[str, str]:
     }
     full = index_summary(latest)
     return {
-        "air": json.dumps({"aqi_1h": full["aqi_1h"]}, ensure_ascii=False),
-        "water": json.dumps({"water": full["water"]}, ensure_ascii=False),
+        # as envnet.store.alerts.SqliteAlertStore.save_state writes them
+        "air": json.dumps({"aqi_1h": full["aqi_1h"]}, allow_nan=False, ensure_ascii=True),
+        "water": json.dumps({"water": full["water"]}, allow_nan=False, ensure_ascii=True),
     }
 
 

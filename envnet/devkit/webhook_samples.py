@@ -27,7 +27,10 @@ END = "<!-- SAMPLES:END -->"
 BASE_URL = "https://envnet.example.cn"
 T0 = 1_777_564_800.0  # 2026-05-01 00:00 CST: data time of the sample readings
 # A uuid4 in the engine; a fixed stand-in here, so the docs stay the same between runs.
-ALERT_IDS = {"air_limit_24h": "5f0c2a9e7d3b4e61a8f4c2d19b7e3a50", "water_class": "9a7d41c2e8b54f03b6d2e7a1c4f80b39"}
+ALERT_IDS = {
+    "air_limit_24h": "5f0c2a9e7d3b4e61a8f4c2d19b7e3a50",
+    "water_class": "9a7d41c2e8b54f03b6d2e7a1c4f80b39",
+}
 
 AIR = {"id": "sy-hunnan-01", "kind": "air", "name": "浑南东路", "name_en": "Hunnan East Road",
        "district": "浑南区", "class": "city"}  # fmt: skip

@@ -304,9 +304,7 @@ def hourly_aqi(
     return _result("1h", ordered, edition, conc, notes, pm_basis)
 
 
-def _o3_8h_part(
-    parts: dict[str, Iaqi], notes: set[str], o3_8h: float | None, edition: str
-) -> None:
+def _o3_8h_part(parts: dict[str, Iaqi], notes: set[str], o3_8h: float | None, edition: str) -> None:
     """The O3 8-hour IAQI, or (above 800, Table 1 note b) none: the 1-hour one stands for it;
     if there is no 1-hour O3 IAQI either, the 1-hour column is applied to the 8-hour value
     (both columns give 300 at 800, and a 1-hour maximum is never below the 8-hour mean)."""

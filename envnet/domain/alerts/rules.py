@@ -17,8 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from envnet.core.standards.editions import designation_edition
 from envnet.core.standards import gb3095, gb3838, hj633
+from envnet.core.standards.editions import designation_edition
 from envnet.core.standards.episodes import EpisodeAssessment
 
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
