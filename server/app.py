@@ -136,9 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
         kind: Literal["air", "water"] | None = None,
         state: StationState | None = None,
         limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="page size"),
-        offset: int = Query(
-            0, ge=0, le=MAX_OFFSET, description="stations to skip (ordered by id)"
-        ),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET, description="stations to skip (ordered by id)"),
     ) -> Response:
         """Stations ordered by id, filtered by kind and derived state, optionally paged.
 
