@@ -50,10 +50,49 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _summaries(now: float) -> dict[str, str]:
+    """The latest-indices summary the evaluator saves for an air and a water station, so that
+    the list carries indices for every station as in a running network."""
+    from envnet.core.standards import gb3838, hj633
+    from envnet.domain.alerts import index_summary
+
+    aqi = hj633.hourly_aqi(
+        {"pm25": 35.2, "pm10": 60.1, "no2": 20.5, "so2": 8.0, "co": 0.6, "o3": 80.0},
+        o3_8h=90.0,
+        means_24h={"pm25": 40.0, "pm10": 70.0},
+    )
+    a = gb3838.classify({"ph": 7.1, "do": 8.2, "nh3n": 0.4})
+    latest = {
+        "aqi_1h": aqi.to_dict() | {"ts": now},
+        "water": {
+            "overall": a.overall,
+            "class_zh": "Ⅱ类",
+            "class_en": "Class II",
+            "provisional": a.provisional,
+            "basis": list(a.basis),
+            "missing": list(a.missing),
+            "target_class": 3,
+            "meets_target": None,
+            "ts": now,
+            "standard": a.standard,
+            "edition": a.edition,
+        },
+    }
+    full = index_summary(latest)
+    return {
+        # as envnet.store.alerts.SqliteAlertStore.save_state writes them
+        "air": json.dumps({"aqi_1h": full["aqi_1h"]}, allow_nan=False, ensure_ascii=True),
+        "water": json.dumps({"water": full["water"]}, allow_nan=False, ensure_ascii=True),
+    }
+
+
 def seed_stations(store: SqliteStateStore, n: int, now: float) -> None:
     """n registered stations with the live state a running network has (one transaction)."""
+    from envnet.domain.alerts import summary_key
+
+    summaries = _summaries(now)
     with store.tx() as c:
-        reg, state = [], []
+        reg, state, indices = [], [], []
         for i in range(n):
             sid = f"st-{i:06d}"
             kind = "air" if i % 3 else "water"
@@ -87,6 +126,7 @@ def seed_stations(store: SqliteStateStore, n: int, now: float) -> None:
             # Every 10th station went quiet 4 h ago: /stations?state=stale has rows.
             seen = now - 4 * 3600 if i % 10 == 0 else now - 5
             reg.append((sid, kind, json.dumps(meta), now - 86400))
+            indices.append((summary_key(sid), summaries[kind]))
             state.append(
                 (
                     sid,
@@ -107,6 +147,7 @@ def seed_stations(store: SqliteStateStore, n: int, now: float) -> None:
         c.executemany(
             "INSERT OR IGNORE INTO stations(id, kind, meta, registered_at) VALUES (?,?,?,?)", reg
         )
+        c.executemany("INSERT OR REPLACE INTO eval_state(key, value) VALUES (?,?)", indices)
         c.executemany(
             "INSERT OR REPLACE INTO station_state(id, kind, last_seen, last_reading_ts, last_seq,"
             " last_values, last_flags, readings_total, status, status_body, status_at, health,"

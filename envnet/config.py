@@ -252,6 +252,9 @@ class PagesSettings(_Section):
 
 class StandardsSettings(_Section):
     edition: Literal["2012"] = "2012"
+    # Which PM concentration enters the real-time PM IAQI: "1h" the hourly mean (default),
+    # "24h" the 24-hour moving mean; both are published. docs/standards.md gives the source.
+    realtime_pm: Literal["1h", "24h"] = "1h"
 
 
 class UplinkPlatform(_Section):

@@ -20,6 +20,7 @@ from envnet.core import contract
 from envnet.domain.alerts import latest_indices
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.state import SqliteStateStore
+from server.routers.bounds import MAX_OFFSET
 
 STALE_AFTER_INTERVALS = 3
 DEFAULT_PAGE = 1000  # GET /stations?limit= (docs/performance.md, "Server")
@@ -42,7 +43,13 @@ class StationView(BaseModel):
     last_health: dict[str, Any] | None = None
     meta: dict[str, Any] = {}
     indices: dict[str, Any] = Field(
-        {}, description="latest hourly/daily AQI and water class (only on /stations/{id})"
+        {},
+        description=(
+            "latest real-time AQI (aqi_1h), daily AQI (aqi_24h) and water class (water). "
+            "The list carries each one's summary (aqi, category, primary; water class, "
+            "provisional, basis, missing, meets_target); /stations/{id} the whole record "
+            "(IAQI per indicator, the nine real-time concentrations, clauses)"
+        ),
     )
 
 
@@ -82,6 +89,7 @@ def view(station: dict, now: float) -> StationView:
         readings_total=station["readings_total"],
         last_health=station["health"],
         meta=station["meta"],
+        indices=station.get("indices") or {},
     )
 
 
@@ -130,7 +138,7 @@ def create_app(settings: Settings) -> FastAPI:
         kind: Literal["air", "water"] | None = None,
         state: StationState | None = None,
         limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="page size"),
-        offset: int = Query(0, ge=0, description="stations to skip (ordered by id)"),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET, description="stations to skip (ordered by id)"),
     ) -> Response:
         """Stations ordered by id, filtered by kind and derived state, optionally paged.
 

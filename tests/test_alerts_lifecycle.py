@@ -267,16 +267,31 @@ def test_water_without_target_is_classified_not_alerted():
 def test_water_record_carries_target_and_registry_tags():
     ev = new_evaluator()
     f = water_feed(ev, target="IV", river="liao", section="zhuershan", lat=41.2, lon=122.3)
-    f.run(2, _RIVER | {"nh3n": 1.2})
+    f.run(2, _RIVER | {"nh3n": 1.2, "codmn": 5.0, "tp": 0.15})
     rec = [r for r in ev.drain_results() if r.measurement == "water_class"][0]
     assert rec.tags == {
         "station": "hun-river-01",
-        "edition": "2012",
+        "edition": "2002",  # GB 3838-2002's own edition, not the bundle's "2012"
         "river": "liao",
         "section": "zhuershan",
         "target_class": "IV",
     }
     assert (rec.fields["class_num"], rec.fields["target_num"], rec.fields["exceeding"]) == (4, 4, 0)
+    assert rec.fields["provisional"] == 0 and rec.fields["missing"] == ""
+
+
+def test_water_record_from_part_of_the_set_is_provisional_and_not_judged():
+    ev = new_evaluator()
+    f = water_feed(ev, target="III")
+    f.run(2, {"ph": 7.2, "do": 3.5})  # DO 3.5 -> IV, worse than the target III
+    rec = [r for r in ev.drain_results() if r.measurement == "water_class"][0]
+    assert rec.fields["class_num"] == 4 and rec.fields["provisional"] == 1
+    assert rec.fields["basis"] == "ph,do" and rec.fields["missing"] == "codmn,nh3n,tp"
+    assert "exceeding" not in rec.fields and rec.fields["target_num"] == 3
+    water = ev.latest("hun-river-01")["water"]
+    assert water["provisional"] is True and water["meets_target"] is None
+    # the DO value itself is still an exceedance of its parameter (docs/standards.md)
+    assert [e.alert.parameter for e in f.events if e.type == "alert.opened"] == ["do"]
 
 
 def test_calendar_mode_checks_the_24h_limit_only_at_the_cst_day_end():

@@ -120,7 +120,8 @@ def test_daily_aqi_and_city_good_days_on_the_real_stack(
         "no2": 25,
         "pm10": 40,
         "co": 13,
-        "o3": 30,
+        "o3": 19,  # O3 daily max 1-hour 60: 50/160 * 60 = 18.75 -> 19 (1-hour column)
+        "o3_8h": 30,  # O3 daily max 8-hour 60: 50/100 * 60 = 30 (8-hour column)
         "pm25": 107,
     }
     # city: mean of the stations' concentrations, then the index:

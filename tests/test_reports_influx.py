@@ -59,14 +59,23 @@ def test_flagged_values_are_taken_out_of_their_hour(influxdb, tmp_path):
 def test_sections_class_per_day_and_month_against_target(influxdb, tmp_path):
     settings = _settings(influxdb, tmp_path)
     store = SqliteStateStore(settings.store.path)
+    # hun-x is assessed on what it measures (registry assessment_params): complete classes;
+    # hun-y measures the same but has the default set (pH, DO, CODMn, NH3-N, TP): provisional
     store.register_station(
-        "hun-x", "water", {"interval_s": 300, "target_class": "III", "river": "浑河"}
+        "hun-x",
+        "water",
+        {"interval_s": 300, "target_class": "III", "river": "浑河",
+         "assessment_params": ["ph", "do", "nh3n"]},
+    )  # fmt: skip
+    store.register_station(
+        "hun-y", "water", {"interval_s": 300, "target_class": "III", "river": "浑河"}
     )
     lines = []
     for day, nh3n in enumerate([1.8, 0.4]):  # class V, then class II
         for i in range(24 * 12):  # every 5 minutes: 12 a hour = 60 min, valid hours
             ts = T0 + day * 86400 + i * 300
-            lines.append(f"water,station=hun-x nh3n={nh3n},do=6.5,ph=7.5 {ts}")
+            for sid in ("hun-x", "hun-y"):
+                lines.append(f"water,station={sid} nh3n={nh3n},do=6.5,ph=7.5 {ts}")
     _write(influxdb, lines)
     rep = Reports(settings, store)
     w = rep.period(D1, D1 + timedelta(days=1), "city")["water"]
@@ -76,6 +85,12 @@ def test_sections_class_per_day_and_month_against_target(influxdb, tmp_path):
     # month: mean NH3-N (1.8 + 0.4) / 2 = 1.1 -> IV (1.0 < 1.1 <= 1.5): misses target III
     assert sec["months"][0]["class"] == 4 and sec["meets_target"] is False
     assert w["share_meeting_target"] == 0.0 and w["worse_than_v"] == []
+    # hun-y: the same class, provisional, shown with its basis and left out of the share
+    sec_y = w["sections"][1]
+    assert (sec_y["id"], sec_y["class"], sec_y["provisional"]) == ("hun-y", 4, True)
+    assert sec_y["basis"] == ["ph", "do", "nh3n"] and sec_y["missing"] == ["codmn", "tp"]
+    assert sec_y["meets_target"] is None and sec_y["standard"] == "GB 3838-2002"
+    assert (w["sections_assessed"], w["sections_left_out"], w["provisional"]) == (1, 1, ["hun-y"])
     day1 = rep.daily(D1)["water"][0]
     assert (day1["class_label"], day1["worst"], day1["meets_target"]) == ("Ⅴ类", ["nh3n"], False)
     rep.db.close()

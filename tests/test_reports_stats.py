@@ -161,12 +161,24 @@ def test_daily_aqi_from_constant_concentrations():
         "no2": 50,
         "pm10": 75,
         "co": 25,
-        "o3": 50,
+        "o3_8h": 50,
         "pm25": 107,
     }
     partial = daily.daily_index({"pm25": 20.0}, rules_required(), "2012")
     assert not partial.valid and partial.result.aqi == 29  # 50/35*20 = 28.57 -> 29
     assert set(partial.missing) == {"so2", "no2", "pm10", "co", "o3"}
+
+
+def test_daily_index_counts_the_o3_daily_max_1h_every_day():
+    # From hourly data: O3 at 219.5 for one hour and 150 otherwise; PM10 50 all day.
+    o3 = {h: 150.0 for h in HOURS}
+    o3[HOURS[14]] = 219.5
+    dv = daily.day_values({"o3": o3, "pm10": {h: 50.0 for h in HOURS}}, HOURS, V, 14)
+    assert dv.values["o3_1h_max"] == 219.5
+    idx = daily.daily_index(dv.values, ["pm10", "o3"], "2012")
+    # O3 1 h max 219.5: 100 + 50/100 * 19.5 = 109.75 -> 110, above the 8 h index
+    assert idx.result.iaqi["o3"].value == 110 and idx.result.aqi == 110
+    assert idx.result.primary == ("o3",) and idx.valid
 
 
 def rules_required() -> list[str]:
@@ -186,14 +198,15 @@ def test_region_averages_concentrations_then_indexes():
 
 # -- water -----------------------------------------------------------------------------------
 def test_water_day_class_is_the_worst_parameter_and_monthly_mean_decides_the_month():
-    st = StationInfo("hun", "water", True, target_class=3)
+    # a section assessed on NH3-N alone (registry assessment_params), so its classes are complete
+    st = StationInfo("hun", "water", True, target_class=3, assessment=ONLY_NH3N)
     nh3n = {h: 1.8 for h in HOURS[:6]}  # 6 valid hours: class V (1.5 < 1.8 <= 2.0)
     do = {h: 6.5 for h in HOURS[:6]}  # class II (6 <= 6.5 < 7.5)
-    d1 = water.day({"nh3n": nh3n, "do": do}, HOURS, 6, "river", "2012")
+    d1 = water.day({"nh3n": nh3n, "do": do}, HOURS, 6, "river", "2012", ONLY_NH3N)
     assert (d1.cls, d1.worst) == (5, ("nh3n",))
-    d2 = water.day({"nh3n": {h: 0.4 for h in HOURS[:6]}}, HOURS, 6, "river", "2012")
+    d2 = water.day({"nh3n": {h: 0.4 for h in HOURS[:6]}}, HOURS, 6, "river", "2012", ONLY_NH3N)
     assert d2.cls == 2  # 0.4 <= 0.5
-    d3 = water.day({"nh3n": {h: 5.0 for h in HOURS[:5]}}, HOURS, 6, "river", "2012")
+    d3 = water.day({"nh3n": {h: 5.0 for h in HOURS[:5]}}, HOURS, 6, "river", "2012", ONLY_NH3N)
     assert d3.cls is None  # 5 valid hours < 6: no daily value at all
     days = [date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)]
     sec = water.section_period(st, dict(zip(days, [d1, d2, d3], strict=True)), days, "2012")
@@ -202,13 +215,22 @@ def test_water_day_class_is_the_worst_parameter_and_monthly_mean_decides_the_mon
     assert [r["class"] for r in sec["daily"]] == [5, 2, None]
 
 
+ONLY_NH3N = ("nh3n",)
+
+
+def _full(nh3n: float) -> dict[str, dict[int, float]]:
+    """A whole day of the five assessment items: pH I, DO I, CODMn I, TP I, and NH3-N."""
+    base = {"ph": 7.5, "do": 8.0, "codmn": 1.5, "tp": 0.02, "nh3n": nh3n}
+    return {p: {h: v for h in HOURS} for p, v in base.items()}
+
+
 def test_water_summary_share_and_worse_than_v():
     st_ok = StationInfo("a", "water", True, target_class=4)
     st_bad = StationInfo("b", "water", True, target_class=3)
     st_none = StationInfo("c", "water", True, target_class=None)
     d = date(2026, 1, 1)
-    good = water.day({"nh3n": {h: 1.2 for h in HOURS}}, HOURS, 6, "river", "2012")  # IV
-    bad = water.day({"nh3n": {h: 2.5 for h in HOURS}}, HOURS, 6, "river", "2012")  # worse than V
+    good = water.day(_full(1.2), HOURS, 6, "river", "2012")  # IV
+    bad = water.day(_full(2.5), HOURS, 6, "river", "2012")  # worse than V
     s = water.period_summary(
         {"a": st_ok, "b": st_bad, "c": st_none},
         {"a": {d: good}, "b": {d: bad}, "c": {d: good}},
@@ -217,7 +239,30 @@ def test_water_summary_share_and_worse_than_v():
     )
     # a meets IV, b misses III; c has no target and is not judged: 1 of 2 = 50 %
     assert s["share_meeting_target"] == 50.0 and s["sections_assessed"] == 2
-    assert s["worse_than_v"] == ["b"]
+    assert s["worse_than_v"] == ["b"] and s["sections_left_out"] == 0
+
+
+def test_provisional_sections_are_shown_but_left_out_of_the_share():
+    st_full = StationInfo("a", "water", True, target_class=3)
+    st_part = StationInfo("b", "water", True, target_class=3)
+    d = date(2026, 1, 1)
+    full = water.day(_full(0.4), HOURS, 6, "river", "2012")  # II: meets III
+    # pH and DO only (the default probe): DO 2.5 -> V, pH 5 -> worse than V; still provisional
+    part = water.day(
+        {"ph": {h: 5.0 for h in HOURS}, "do": {h: 2.5 for h in HOURS}}, HOURS, 6, "river", "2012"
+    )
+    assert part.cls == 6 and part.provisional and not full.provisional
+    s = water.period_summary(
+        {"a": st_full, "b": st_part}, {"a": {d: full}, "b": {d: part}}, [d], "2012"
+    )
+    sec_b = s["sections"][1]
+    assert sec_b["class"] == 6 and sec_b["provisional"] is True
+    assert sec_b["basis"] == ["ph", "do"] and sec_b["missing"] == ["codmn", "nh3n", "tp"]
+    assert sec_b["meets_target"] is None and sec_b["edition"] == "2002"
+    assert s["share_meeting_target"] == 100.0 and s["sections_assessed"] == 1
+    assert s["sections_left_out"] == 1 and s["provisional"] == ["b"]
+    assert s["worse_than_v"] == []  # a provisional class is not counted worse than V either
+    assert s["months"][0]["sections_left_out"] == 1
 
 
 # -- targets ---------------------------------------------------------------------------------

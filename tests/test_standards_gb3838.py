@@ -80,8 +80,30 @@ def test_overall_class_is_the_worst_parameter():
     # DO 6.8 -> II, NH3-N 1.2 -> IV, COD 25 -> IV, pH -> I
     assert a.classes == {"ph": 1, "do": 2, "nh3n": 4, "cod": 4}
     assert a.overall == 4 and a.worst == ("nh3n", "cod")
-    assert a.standard == "GB 3838-2002" and a.edition == "2012"
+    assert a.standard == "GB 3838-2002" and a.edition == "2002"  # the standard's own edition
     assert gb3838.classify({"ec": 1}).overall is None
+
+
+def test_class_from_part_of_the_assessment_set_is_provisional():
+    # The default probe: pH and DO only. DO 3.5 -> IV, but CODMn, NH3-N and TP are unknown.
+    a = gb3838.classify({"ph": 7.1, "do": 3.5, "ec": 400})
+    assert a.overall == 4 and a.provisional and not a.complete
+    assert a.basis == ("ph", "do") and a.missing == ("codmn", "nh3n", "tp")
+    # a provisional class neither meets nor misses a target, however good or bad it is
+    assert gb3838.meets_target(a, 3) is None and gb3838.meets_target(a, 5) is None
+    full = gb3838.classify({"ph": 7.1, "do": 3.5, "codmn": 5, "nh3n": 0.8, "tp": 0.15})
+    assert full.complete and full.missing == () and full.overall == 4
+    assert gb3838.meets_target(full, 4) is True and gb3838.meets_target(full, 3) is False
+    assert gb3838.meets_target(full, None) is None
+
+
+def test_assessment_set_from_the_registry():
+    assert gb3838.assessment_set(None) == gb3838.ASSESSMENT_ITEMS
+    assert gb3838.assessment_set("ph, do,cod") == ("ph", "do", "cod")
+    a = gb3838.classify({"ph": 7, "do": 8, "cod": 12}, required=("ph", "do", "cod"))
+    assert a.complete and a.overall == 1
+    with pytest.raises(ValueError):
+        gb3838.assessment_set(["ph", "ec"])  # conductivity is not a GB 3838 class item
 
 
 def test_worse_than_v_label():

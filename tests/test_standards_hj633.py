@@ -129,26 +129,69 @@ def test_daily_uses_24h_columns():
     assert r.iaqi["co"].value == 100 and r.iaqi["no2"].value == 100 and r.window == "24h"
 
 
-def test_daily_o3_uses_8h_max():
-    # 8 h 160 -> 100
+def test_daily_o3_has_both_indices():
+    # 8 h 160 -> 100 on the 8 h column; 1 h max 300 -> 150 on the 1 h column: both count
     r = hj633.daily_aqi({}, o3_8h_max=160, o3_1h_max=300)
-    assert r.aqi == 100 and r.iaqi["o3"].column == "8h"
+    assert r.iaqi["o3_8h"].column == "8h" and r.iaqi["o3_8h"].value == 100
+    assert r.iaqi["o3"].column == "1h" and r.iaqi["o3"].value == 150
+    assert r.aqi == 150 and r.primary == ("o3",) and r.exceeding == ("o3",)
+    assert r.concentrations == {"o3_1h_max": 300, "o3_8h": 160}
+
+
+def test_daily_o3_1h_counts_below_800():
+    # The day: PM10 50 -> 50, O3 8 h 155 -> 95.8 -> 96, O3 1 h 219.5 -> 109.75 -> 110
+    r = hj633.daily_aqi({"pm10": 50}, o3_8h_max=155, o3_1h_max=219.5)
+    assert r.aqi == 110 and r.primary == ("o3",) and r.category.level == 3
 
 
 def test_daily_o3_8h_at_800_is_indexed():
-    assert hj633.daily_aqi({}, o3_8h_max=800, o3_1h_max=1200).aqi == 300
+    r = hj633.daily_aqi({}, o3_8h_max=800, o3_1h_max=1200)
+    assert r.iaqi["o3_8h"].value == 300 and r.iaqi["o3"].value == 500 and r.aqi == 500
 
 
 def test_daily_o3_8h_above_800_uses_1h():
-    # 1 h 850: 300 + (400-300)/(1000-800) * 50 = 325
+    # 1 h 850: 300 + (400-300)/(1000-800) * 50 = 325; the 8 h value is not indexed
     r = hj633.daily_aqi({}, o3_8h_max=801, o3_1h_max=850)
-    assert r.aqi == 325 and r.iaqi["o3"].column == "1h"
-    assert r.iaqi["o3"].note == hj633.CLAUSE_O3_NOTE
+    assert r.aqi == 325 and r.iaqi["o3"].column == "1h" and "o3_8h" not in r.iaqi
+    assert hj633.CLAUSE_O3_NOTE in r.clauses
+    assert r.concentrations["o3_8h"] == 801
 
 
 def test_daily_o3_8h_above_800_without_1h_continues_on_1h_column():
     # 801 on the 1 h column: 300 + 100/200 * 1 = 300.5 -> 301
-    assert hj633.daily_aqi({}, o3_8h_max=801).aqi == 301
+    r = hj633.daily_aqi({}, o3_8h_max=801)
+    assert r.aqi == 301 and r.iaqi["o3"].note == hj633.CLAUSE_O3_NOTE
+
+
+# --- real-time report -------------------------------------------------------------------
+
+
+def test_realtime_has_nine_indicators_and_o3_8h_index():
+    conc = {"so2": 10, "no2": 20, "o3": 100, "co": 1, "pm10": 40, "pm25": 20}
+    r = hj633.hourly_aqi(conc, o3_8h=170, means_24h={"pm10": 60, "pm25": 30, "so2": 9})
+    assert set(r.concentrations) == {*conc, "o3_8h", "pm10_24h", "pm25_24h"}
+    # O3 8 h 170: 100 + 50/55 * 10 = 109.09 -> 110, the largest
+    assert r.iaqi["o3_8h"].value == 110 and r.aqi == 110 and r.primary == ("o3_8h",)
+    assert r.pm_basis == "1h" and r.iaqi["pm25"].concentration == 20
+
+
+def test_realtime_pm_basis_24h_reads_the_moving_mean():
+    # PM2.5 1 h 115.1 -> 150.14 -> 151; its 24 h moving mean 75 -> 100
+    one = hj633.hourly_aqi({"pm25": 115.1}, means_24h={"pm25": 75})
+    day = hj633.hourly_aqi({"pm25": 115.1}, means_24h={"pm25": 75}, pm_basis="24h")
+    assert one.aqi == 151 and day.aqi == 100
+    assert day.iaqi["pm25"].concentration == 75 and day.pm_basis == "24h"
+    assert day.concentrations == one.concentrations == {"pm25": 115.1, "pm25_24h": 75}
+    # without a 24 h moving mean there is no real-time PM IAQI on that basis
+    assert hj633.hourly_aqi({"pm25": 115.1}, pm_basis="24h").aqi is None
+    with pytest.raises(ValueError):
+        hj633.hourly_aqi({"pm25": 1}, pm_basis="8h")  # type: ignore[arg-type]
+
+
+def test_realtime_o3_8h_above_800_is_not_indexed():
+    r = hj633.hourly_aqi({"o3": 900}, o3_8h=801)
+    assert "o3_8h" not in r.iaqi and r.iaqi["o3"].value == 350
+    assert hj633.CLAUSE_O3_NOTE in r.clauses
 
 
 def test_daily_rejects_o3_as_24h_mean():

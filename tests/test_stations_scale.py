@@ -173,3 +173,61 @@ def test_paging_with_total_and_next_link(client: TestClient, store_path: Path) -
     for bad in ("limit=0", "limit=100001", "offset=-1", "limit=x"):
         assert client.get(f"/stations?{bad}").status_code == 422, bad
     store.close()
+
+
+def test_out_of_range_paging_is_a_422_not_a_500(client: TestClient) -> None:
+    # An offset past SQLite's 64-bit integers once reached the database and answered 500.
+    for q in (
+        "offset=261617687822842658816&limit=217",
+        "offset=9223372036854775808",
+        "offset=1000000001",
+        "limit=1e3",
+    ):
+        r = client.get(f"/stations?{q}")
+        assert r.status_code == 422, (q, r.text)
+        assert r.json()["error"] == "invalid"
+    assert client.get("/stations?offset=1000000000").status_code == 200
+
+
+def _feed_hours(ev, meta: dict, t0: float, hours: int, values: dict) -> None:
+    interval = 60 if meta["kind"] == "air" else 300
+    for i in range(int(hours * 3600 / interval) + 3):
+        ts = t0 + i * interval
+        ev.on_reading(meta, {"ts": ts, "seq": i, "kind": meta["kind"], "values": values}, ts + 1)
+
+
+def test_the_list_carries_each_stations_latest_indices(
+    client: TestClient, store_path: Path
+) -> None:
+    from envnet.domain.alerts import Evaluator
+    from envnet.store.alerts import SqliteAlertStore
+
+    store = SqliteStateStore(store_path)
+    ev = Evaluator(None, SqliteAlertStore(store))
+    t0 = 1_767_196_800.0  # 2026-01-01 00:00 CST
+    air = {"id": "a-aqi", "kind": "air"}
+    water = {"id": "w-class", "kind": "water", "target_class": "III"}
+    store.register_station("a-aqi", "air", {})
+    store.register_station("w-class", "water", {"target_class": "III"})
+    store.register_station("a-none", "air", {})
+    # PM2.5 80 -> IAQI 107 (lightly polluted), PM10 50 -> 50
+    _feed_hours(ev, air, t0, 2, {"pm25": 80.0, "pm10": 50.0})
+    _feed_hours(ev, water, t0, 2, {"ph": 7.2, "do": 3.5})  # DO 3.5 -> IV from pH and DO only
+    ev.flush()
+    by_id = {s["id"]: s for s in client.get("/stations").json()}
+    aqi = by_id["a-aqi"]["indices"]["aqi_1h"]
+    assert aqi["aqi"] == 107 and aqi["primary"] == ["pm25"]
+    assert aqi["category"]["name_zh"] == "轻度污染" and aqi["pm_basis"] == "1h"
+    w = by_id["w-class"]["indices"]["water"]
+    assert (w["overall"], w["class_zh"], w["provisional"]) == (4, "Ⅳ类", True)
+    assert w["basis"] == ["ph", "do"] and w["meets_target"] is None
+    assert w["standard"] == "GB 3838-2002" and w["edition"] == "2002"
+    assert by_id["a-none"]["indices"] == {}
+    # the list's summary is the station record's, cut down
+    full = client.get("/stations/a-aqi").json()["indices"]["aqi_1h"]
+    assert {k: full[k] for k in aqi if k != "category"} == {
+        k: v for k, v in aqi.items() if k != "category"
+    }
+    assert aqi["category"] == {k: full["category"][k] for k in aqi["category"]}
+    assert "iaqi" in full and "iaqi" not in aqi
+    store.close()

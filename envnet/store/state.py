@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
+from envnet.domain.alerts import summary_key
 from envnet.store.database import Database
 from envnet.store.schema import STATE_DB
 
@@ -52,6 +53,9 @@ CREATE TABLE IF NOT EXISTS ota_events (
     body TEXT NOT NULL,
     at REAL NOT NULL
 );
+-- The alert engine's saved state (envnet/store/alerts.py writes it); the station list reads
+-- each station's latest-indices summary from it (key summary_key(id), "indices:<id>").
+CREATE TABLE IF NOT EXISTS eval_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -243,13 +247,20 @@ class SqliteStateStore:
         "st.last_seen, st.last_reading_ts, st.last_seq, st.last_values, st.last_flags, "
         "st.readings_total, st.status, st.status_body, st.status_at, st.health, st.health_at"
     )
+    # The latest indices' summary the evaluator saved (a primary-key lookup per row).
+    _INDICES = (
+        f"(SELECT e.value FROM eval_state e WHERE e.key = {_sql_str(summary_key(''))} || {{id}})"
+        " AS indices"
+    )
     _VIEW = (
         f"SELECT s.id AS id, s.kind AS kind, s.meta AS meta, s.registered_at AS registered_at, "
-        f"{_COLS} FROM stations s LEFT JOIN station_state st ON st.id = s.id"
+        f"{_COLS}, {_INDICES.format(id='s.id')} "
+        f"FROM stations s LEFT JOIN station_state st ON st.id = s.id"
     )
     # Stations heard from but never provisioned: shown too, marked registered=false.
     _VIEW_UNREG = (
-        f"SELECT st.id AS id, st.kind AS kind, NULL AS meta, NULL AS registered_at, {_COLS} "
+        f"SELECT st.id AS id, st.kind AS kind, NULL AS meta, NULL AS registered_at, {_COLS}, "
+        f"{_INDICES.format(id='st.id')} "
         f"FROM station_state st WHERE st.id NOT IN (SELECT id FROM stations)"
     )
 
@@ -271,6 +282,7 @@ class SqliteStateStore:
             "status_at": r["status_at"],
             "health": _loads(r["health"]),
             "health_at": r["health_at"],
+            "indices": _loads(r["indices"]) or {},
         }
 
     def list_stations(self) -> list[dict[str, Any]]:
@@ -346,7 +358,7 @@ class SqliteStateStore:
             " || ',\"readings_total\":' || coalesce(readings_total, 0)"
             " || ',\"last_health\":' || coalesce(health, 'null')"
             " || ',\"meta\":' || coalesce(nullif(meta, 'null'), '{}')"
-            " || ',\"indices\":{}}'"
+            " || ',\"indices\":' || coalesce(indices, '{}') || '}'"
         )
         suspect = " OR ".join(
             f"instr({c}, {t})"

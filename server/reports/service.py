@@ -17,7 +17,7 @@ from typing import Any, Literal
 from envnet.config import Settings
 from envnet.core import calendar as cal
 from envnet.core.standards import gb3095, gb3838, hj633
-from envnet.domain.reports import daily, stats, water
+from envnet.domain.reports import daily, rules, stats, water
 from envnet.domain.reports.stations import StationInfo, unregistered
 from envnet.store.influx.reports import InfluxQL, hourly_counts
 from envnet.store.state import SqliteStateStore
@@ -137,6 +137,7 @@ class Reports:
                     self.r.water_min_hours_day,
                     st.waterbody,
                     self.edition,
+                    st.assessment,
                 )
         reported = {sid: {p for p, h in counts.get(sid, {}).items() if h} for sid in stations}
         return WaterData(list(days), stations, values, reported)
@@ -203,7 +204,12 @@ class Reports:
         return {
             "timezone": self.r.timezone,
             "edition": ed,
-            "standards": [hj633._designation(ed), gb3095._designation(ed), "HJ 663-2013"],
+            "standards": [
+                hj633._designation(ed),
+                gb3095._designation(ed),
+                "HJ 663-2013",
+                gb3838.get_edition(ed).water,
+            ],
         }
 
     def _entry(
@@ -363,6 +369,8 @@ def good_days_progress(
     assumed valid) must be good for the year to reach it."""
     gd = stats.good_days(city)
     out: dict[str, Any] = {
+        "indicator_zh": rules.GOOD_DAYS_RATIO_NAME[0],
+        "indicator_en": rules.GOOD_DAYS_RATIO_NAME[1],
         "target": target,
         "ytd_ratio": gd.ratio,
         "days_good": gd.good,

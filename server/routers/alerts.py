@@ -19,6 +19,7 @@ from envnet.store.alerts import SqliteAlertStore
 from envnet.store.audit import record_audit
 from envnet.store.state import SqliteStateStore
 from envnet.store.webhooks import emit
+from server.routers.bounds import MAX_UNIX_S, MIN_UNIX_S
 from server.security import ApiKeyName, require_api_key
 
 
@@ -82,8 +83,20 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
         station: str | None = Query(None, max_length=32),
         severity: Literal[tuple(SEVERITIES)] | None = None,  # type: ignore[valid-type]
         rule: Literal[tuple(RULES)] | None = None,  # type: ignore[valid-type]
-        since: float | None = Query(None, description="opened at or after (unix s)"),
-        until: float | None = Query(None, description="opened at or before (unix s)"),
+        since: float | None = Query(
+            None,
+            ge=MIN_UNIX_S,
+            le=MAX_UNIX_S,
+            allow_inf_nan=False,
+            description="opened at or after (unix s)",
+        ),
+        until: float | None = Query(
+            None,
+            ge=MIN_UNIX_S,
+            le=MAX_UNIX_S,
+            allow_inf_nan=False,
+            description="opened at or before (unix s)",
+        ),
         limit: int = Query(500, ge=1, le=5000),
     ) -> list[dict[str, Any]]:
         found = alerts.search(state_, station, severity, rule, since, until, limit)

@@ -26,6 +26,7 @@ from envnet.store.audit import (
     record_audit,
 )
 from envnet.store.state import SqliteStateStore
+from server.routers.bounds import MAX_UNIX_S, MIN_UNIX_S
 from server.security import require_api_key
 
 CSV_COLUMNS = ("id", "at", "at_utc", "actor", "action", "target", "detail")
@@ -66,6 +67,10 @@ def to_csv(rows: list[AuditRow]) -> str:
 _Name = Annotated[str | None, Query(min_length=1, max_length=128)]
 
 
+def _UnixTime(description: str) -> Any:  # noqa: N802 - reads as a Query() type
+    return Query(ge=MIN_UNIX_S, le=MAX_UNIX_S, allow_inf_nan=False, description=description)
+
+
 QUERY_PARAMS = frozenset(
     {"since", "until", "actor", "action", "target", "limit", "cursor", "format"}
 )
@@ -96,8 +101,8 @@ def router(state: SqliteStateStore) -> APIRouter:
         },
     )
     def list_audit(
-        since: Annotated[float | None, Query(description="at or after (unix s)")] = None,
-        until: Annotated[float | None, Query(description="at or before (unix s)")] = None,
+        since: Annotated[float | None, _UnixTime(description="at or after (unix s)")] = None,
+        until: Annotated[float | None, _UnixTime(description="at or before (unix s)")] = None,
         actor: _Name = None,
         action: Annotated[
             str | None,

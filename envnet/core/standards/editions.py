@@ -37,6 +37,12 @@ EDITIONS: dict[str, Edition] = {
 }
 
 
+def designation_edition(designation: str) -> str:
+    """The edition (year) of one standard: "GB 3838-2002" -> "2002". Each index carries its
+    own standard's, since a bundle ("2012") holds standards of different years."""
+    return designation.rsplit("-", 1)[-1]
+
+
 class UnknownEdition(ValueError):
     pass
 

@@ -6,15 +6,22 @@ oxygen's limits are minimums (>=), the others maximums (<=); pH must lie in 6-9 
 class, so a pH outside 6-9 is worse than V and exceeds any target. A station's class is its
 worst parameter's class. Total phosphorus has a stricter column for lakes and reservoirs, and
 total nitrogen applies to lakes and reservoirs only.
+
+Complete or provisional: a section is assessed on the basic items of its assessment set (the
+national surface-water assessment method of 2011: the basic items except water temperature,
+total nitrogen and faecal coliforms; an automatic station has pH, DO, CODMn, NH3-N and TP,
+ASSESSMENT_ITEMS). A class from fewer of them rests on part of the set: it is provisional,
+says which parameters it rests on (`basis`) and which it lacks (`missing`), and never counts
+as meeting or missing a target (meets_target gives None).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from envnet.core.standards.editions import DEFAULT_EDITION, get_edition
+from envnet.core.standards.editions import DEFAULT_EDITION, designation_edition, get_edition
 
 Waterbody = Literal["river", "lake"]  # "lake" covers lakes and reservoirs (湖、库)
 Op = Literal["<=", ">=", "range"]
@@ -67,14 +74,30 @@ CLASS_LIMITS: dict[str, dict[str, ParamLimits]] = {
 
 CLAUSE = "Table 1 (basic items)"
 
+# The class-determining parameters an automatic water station is assessed on (standards.md,
+# "Section assessment"); a station's registry entry may name its own (`assessment_params`).
+ASSESSMENT_ITEMS: tuple[str, ...] = ("ph", "do", "codmn", "nh3n", "tp")
+
 
 @dataclass(frozen=True, slots=True)
 class WaterAssessment:
     classes: dict[str, int]  # per classified parameter
     overall: int | None  # worst class; None when no parameter was classified
     worst: tuple[str, ...]  # the parameter(s) that set the overall class
-    standard: str
-    edition: str
+    standard: str  # "GB 3838-2002"
+    edition: str  # the standard's own edition, "2002"
+    required: tuple[str, ...] = ASSESSMENT_ITEMS  # the assessment set
+    basis: tuple[str, ...] = ()  # the assessment-set parameters the class rests on
+    missing: tuple[str, ...] = ()  # assessment-set parameters without a value
+
+    @property
+    def provisional(self) -> bool:
+        """True when the class rests on fewer parameters than the assessment set."""
+        return bool(self.missing)
+
+    @property
+    def complete(self) -> bool:
+        return self.overall is not None and not self.missing
 
 
 def _designation(edition: str) -> str:
@@ -141,9 +164,26 @@ def class_limit(
     return spec.op, spec.limits[cls - 1]
 
 
+def assessment_set(params: object = None) -> tuple[str, ...]:
+    """The assessment set from a registry value (a list, or "ph,do,...") or the default."""
+    if params in (None, "", []):
+        return ASSESSMENT_ITEMS
+    items = params.split(",") if isinstance(params, str) else list(params)  # type: ignore[call-overload]
+    out = tuple(str(p).strip() for p in items if str(p).strip())
+    bad = [p for p in out if p not in PARAM_LABELS]
+    if bad or not out:
+        raise ValueError(f"assessment_params must name GB 3838 basic items (got {params!r})")
+    return out
+
+
 def classify(
-    values: Mapping[str, float], waterbody: Waterbody = "river", edition: str = DEFAULT_EDITION
+    values: Mapping[str, float],
+    waterbody: Waterbody = "river",
+    edition: str = DEFAULT_EDITION,
+    required: Sequence[str] = ASSESSMENT_ITEMS,
 ) -> WaterAssessment:
+    """Class of a set of values: every classified parameter counts toward the worst class;
+    the class is complete only when each parameter of `required` has a value."""
     classes = {}
     for param, value in values.items():
         cls = water_class(param, value, waterbody, edition)
@@ -151,7 +191,26 @@ def classify(
             classes[param] = cls
     overall = max(classes.values()) if classes else None
     worst = tuple(p for p, c in classes.items() if c == overall)
-    return WaterAssessment(classes, overall, worst, _designation(edition), edition)
+    designation = _designation(edition)
+    req = tuple(required)
+    return WaterAssessment(
+        classes,
+        overall,
+        worst,
+        designation,
+        designation_edition(designation),
+        req,
+        basis=tuple(p for p in req if p in classes),
+        missing=tuple(p for p in req if p not in classes),
+    )
+
+
+def meets_target(a: WaterAssessment, target: int | None) -> bool | None:
+    """Whether a class meets its target (no worse than it); None when there is no target, no
+    class, or the class is provisional: a provisional class never meets nor misses one."""
+    if target is None or not a.complete or a.overall is None:
+        return None
+    return a.overall <= target
 
 
 def class_label(cls: int) -> tuple[str, str]:

@@ -23,6 +23,28 @@ Column = Literal["1h", "8h", "24h"]
 # HJ 633-2012 Table 1 order; also the order ties are reported in.
 POLLUTANTS: tuple[str, ...] = ("so2", "no2", "pm10", "co", "o3", "pm25")
 
+# The indicators an AQI is the maximum of (HJ 633-2012 sec. 5): each pollutant's index, and
+# O3 twice: "o3" is read on the 1-hour column (the hourly mean in the real-time report, the
+# daily maximum 1-hour mean in the daily report), "o3_8h" on the 8-hour column (the 8-hour
+# moving mean, the daily maximum 8-hour moving mean). Table 1 order; ties are reported in it.
+INDICATORS: tuple[str, ...] = ("so2", "no2", "pm10", "co", "o3", "o3_8h", "pm25")
+O3_8H = "o3_8h"
+
+# Which PM concentration enters the real-time PM IAQI (`standards.realtime_pm`): "1h" the
+# hourly mean, "24h" the 24-hour moving mean. Both are published either way.
+RealtimePm = Literal["1h", "24h"]
+DEFAULT_REALTIME_PM: RealtimePm = "1h"
+
+INDICATOR_LABELS: dict[str, tuple[str, str]] = {
+    "so2": ("二氧化硫(SO2)", "SO2"),
+    "no2": ("二氧化氮(NO2)", "NO2"),
+    "pm10": ("颗粒物(PM10)", "PM10"),
+    "co": ("一氧化碳(CO)", "CO"),
+    "o3": ("臭氧(O3)1小时", "O3 1-hour"),
+    "o3_8h": ("臭氧(O3)8小时", "O3 8-hour"),
+    "pm25": ("细颗粒物(PM2.5)", "PM2.5"),
+}
+
 POLLUTANT_LABELS: dict[str, tuple[str, str]] = {
     "so2": ("二氧化硫(SO2)", "SO2"),
     "no2": ("二氧化氮(NO2)", "NO2"),
@@ -113,6 +135,11 @@ class Iaqi:
 
 @dataclass(frozen=True, slots=True)
 class AqiResult:
+    """An AQI and what it rests on. `iaqi` and `primary`/`exceeding` are keyed by indicator
+    (INDICATORS: the pollutants, with O3 as "o3" 1-hour and "o3_8h" 8-hour); `concentrations`
+    are the report's published indicators (nine for the real-time report, seven daily:
+    see realtime_concentrations / daily_aqi), whether or not each entered the AQI."""
+
     window: Literal["1h", "24h"]  # hourly (real-time) or daily
     aqi: int | None  # None: no pollutant had valid data
     iaqi: dict[str, Iaqi]
@@ -122,6 +149,8 @@ class AqiResult:
     edition: str
     standard: str
     clauses: tuple[str, ...] = field(default=())
+    concentrations: dict[str, float] = field(default_factory=dict)
+    pm_basis: RealtimePm | None = None  # real-time only: the PM concentration indexed
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -177,39 +206,88 @@ def category_by_level(level: int, edition: str = DEFAULT_EDITION) -> Category:
     return CATEGORIES[_designation(edition)][level - 1]
 
 
-def _result(window: Literal["1h", "24h"], parts: dict[str, Iaqi], edition: str) -> AqiResult:
+def _result(
+    window: Literal["1h", "24h"],
+    parts: dict[str, Iaqi],
+    edition: str,
+    concentrations: Mapping[str, float],
+    notes: set[str],
+    pm_basis: RealtimePm | None = None,
+) -> AqiResult:
     designation = _designation(edition)
-    clauses = {CLAUSE_TABLE1, CLAUSE_TABLE2} | {p.note for p in parts.values() if p.note}
+    conc = dict(concentrations)
     if not parts:
-        return AqiResult(window, None, {}, (), (), None, edition, designation, ())
+        return AqiResult(window, None, {}, (), (), None, edition, designation, (), conc, pm_basis)
+    clauses = {CLAUSE_TABLE1, CLAUSE_TABLE2} | {p.note for p in parts.values() if p.note} | notes
     aqi = max(p.value for p in parts.values())
-    primary = tuple(p for p in POLLUTANTS if p in parts and parts[p].value == aqi)
+    primary = tuple(k for k in INDICATORS if k in parts and parts[k].value == aqi)
     return AqiResult(
         window=window,
         aqi=aqi,
         iaqi=parts,
         primary=primary if aqi > PRIMARY_MIN_AQI else (),
-        exceeding=tuple(p for p in POLLUTANTS if p in parts and parts[p].value > EXCEEDING_IAQI),
+        exceeding=tuple(k for k in INDICATORS if k in parts and parts[k].value > EXCEEDING_IAQI),
         category=category(aqi, edition),
         edition=edition,
         standard=designation,
         clauses=tuple(sorted(clauses)),
+        concentrations=conc,
+        pm_basis=pm_basis,
     )
+
+
+PM = ("pm10", "pm25")
+
+
+def realtime_concentrations(
+    conc_1h: Mapping[str, float],
+    o3_8h: float | None = None,
+    means_24h: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """The real-time report's nine indicators (HJ 633-2012 sec. 5), those that have a value:
+    the six 1-hour means (so2, no2, o3, co, pm10, pm25), the O3 8-hour moving mean (o3_8h),
+    and the PM 24-hour moving means (pm10_24h, pm25_24h)."""
+    out = {p: float(conc_1h[p]) for p in POLLUTANTS if p in conc_1h}
+    if o3_8h is not None:
+        out[O3_8H] = float(o3_8h)
+    for p in PM:
+        if means_24h and p in means_24h:
+            out[f"{p}_24h"] = float(means_24h[p])
+    return out
 
 
 def hourly_aqi(
     conc_1h: Mapping[str, float],
     so2_24h: float | None = None,
     edition: str = DEFAULT_EDITION,
+    o3_8h: float | None = None,
+    means_24h: Mapping[str, float] | None = None,
+    pm_basis: RealtimePm = DEFAULT_REALTIME_PM,
 ) -> AqiResult:
-    """Real-time AQI from hourly means; keys other than the six pollutants are ignored.
+    """Real-time AQI (实时报); keys of `conc_1h` other than the six pollutants are ignored.
 
-    SO2 1 h above 800: the 24 h IAQI is reported, from `so2_24h` (the valid 24 h mean) when
-    given; without one, the 24 h column is applied to the hourly value, which continues the
-    1 h column without a step (both give 200 at 800).
+    The AQI is the maximum of the 1-hour IAQI of SO2, NO2, CO and O3, the O3 8-hour IAQI of
+    the 8-hour moving mean `o3_8h`, and the PM IAQI on the 24-hour column of the PM
+    concentration `pm_basis` names: the 1-hour mean ("1h") or the 24-hour moving mean
+    ("24h", from `means_24h`; without one, that PM has no real-time IAQI).
+
+    SO2 1 h above 800: the 24 h IAQI is reported, from `so2_24h` (or means_24h["so2"]), the
+    valid 24 h moving mean, when given; without one, the 24 h column is applied to the hourly
+    value, which continues the 1 h column without a step (both give 200 at 800).
+    O3 8 h above 800 is not indexed (Table 1 note b): the 1-hour O3 IAQI stands for it.
     """
+    if pm_basis not in ("1h", "24h"):
+        raise ValueError(f"pm_basis must be '1h' or '24h' (got {pm_basis!r})")
+    m24 = dict(means_24h or {})
+    if so2_24h is None:
+        so2_24h = m24.get("so2")
     parts: dict[str, Iaqi] = {}
+    notes: set[str] = set()
     for p in POLLUTANTS:
+        if p in PM and pm_basis == "24h":
+            if p in m24:
+                parts[p] = Iaqi(p, "24h", m24[p], _not_none(iaqi(p, "24h", m24[p], edition)))
+            continue
         if p not in conc_1h:
             continue
         c = conc_1h[p]
@@ -220,7 +298,26 @@ def hourly_aqi(
             continue
         c24 = so2_24h if so2_24h is not None else c
         parts[p] = Iaqi(p, "24h", c24, _not_none(iaqi(p, "24h", c24, edition)), CLAUSE_SO2_NOTE)
-    return _result("1h", parts, edition)
+    _o3_8h_part(parts, notes, o3_8h, edition)
+    ordered = {k: parts[k] for k in INDICATORS if k in parts}
+    conc = realtime_concentrations(conc_1h, o3_8h, m24)
+    return _result("1h", ordered, edition, conc, notes, pm_basis)
+
+
+def _o3_8h_part(parts: dict[str, Iaqi], notes: set[str], o3_8h: float | None, edition: str) -> None:
+    """The O3 8-hour IAQI, or (above 800, Table 1 note b) none: the 1-hour one stands for it;
+    if there is no 1-hour O3 IAQI either, the 1-hour column is applied to the 8-hour value
+    (both columns give 300 at 800, and a 1-hour maximum is never below the 8-hour mean)."""
+    if o3_8h is None:
+        return
+    value = iaqi("o3", "8h", o3_8h, edition)
+    if value is not None:
+        parts[O3_8H] = Iaqi("o3", "8h", o3_8h, value)
+        return
+    notes.add(CLAUSE_O3_NOTE)
+    if "o3" not in parts:
+        v1 = _not_none(iaqi("o3", "1h", o3_8h, edition))
+        parts["o3"] = Iaqi("o3", "1h", o3_8h, v1, CLAUSE_O3_NOTE)
 
 
 def daily_aqi(
@@ -229,27 +326,31 @@ def daily_aqi(
     o3_1h_max: float | None = None,
     edition: str = DEFAULT_EDITION,
 ) -> AqiResult:
-    """Daily AQI from 24 h means of SO2, NO2, PM10, CO, PM2.5 and O3's daily max 8 h mean.
+    """Daily AQI (日报) from its seven indicators (HJ 633-2012 sec. 5): the 24 h means of SO2,
+    NO2, PM10, CO, PM2.5, the O3 daily maximum 1-hour mean (`o3_1h_max`, 1-hour column,
+    indicator "o3") and the O3 daily maximum 8-hour moving mean (`o3_8h_max`, 8-hour column,
+    indicator "o3_8h"). The O3 1-hour IAQI counts every day, not only when the 8-hour value
+    passes 800; above 800 the 8-hour value is not indexed (Table 1 note b).
 
-    O3 8 h above 800: the 1 h IAQI of `o3_1h_max` is reported; without one, the 1 h column is
-    applied to the 8 h value (both columns give 300 at 800, so there is no step).
+    Published concentrations: the five 24 h means, "o3_1h_max" and "o3_8h".
     """
     if "o3" in conc_24h:
-        raise ValueError("pass O3 as o3_8h_max (and o3_1h_max), not as a 24 h mean")
+        raise ValueError("pass O3 as o3_8h_max and o3_1h_max, not as a 24 h mean")
     parts: dict[str, Iaqi] = {}
+    notes: set[str] = set()
+    conc: dict[str, float] = {}
     for p in POLLUTANTS:
         if p in conc_24h:
+            conc[p] = float(conc_24h[p])
             parts[p] = Iaqi(p, "24h", conc_24h[p], _not_none(iaqi(p, "24h", conc_24h[p], edition)))
+    if o3_1h_max is not None:
+        conc["o3_1h_max"] = float(o3_1h_max)
+        parts["o3"] = Iaqi("o3", "1h", o3_1h_max, _not_none(iaqi("o3", "1h", o3_1h_max, edition)))
     if o3_8h_max is not None:
-        value = iaqi("o3", "8h", o3_8h_max, edition)
-        if value is not None:
-            parts["o3"] = Iaqi("o3", "8h", o3_8h_max, value)
-        else:
-            c1 = o3_1h_max if o3_1h_max is not None else o3_8h_max
-            parts["o3"] = Iaqi(
-                "o3", "1h", c1, _not_none(iaqi("o3", "1h", c1, edition)), CLAUSE_O3_NOTE
-            )
-    return _result("24h", parts, edition)
+        conc[O3_8H] = float(o3_8h_max)
+    _o3_8h_part(parts, notes, o3_8h_max, edition)
+    ordered = {k: parts[k] for k in INDICATORS if k in parts}
+    return _result("24h", ordered, edition, conc, notes)
 
 
 def _not_none(v: int | None) -> int:

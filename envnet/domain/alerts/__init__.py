@@ -8,7 +8,9 @@ from envnet.domain.alerts.engine import (
     IndexRecord,
     StationInfo,
     acknowledge,
+    index_summary,
     latest_indices,
+    summary_key,
 )
 from envnet.domain.alerts.repository import (
     Alert,
@@ -33,5 +35,7 @@ __all__ = [
     "IndexRecord",
     "StationInfo",
     "acknowledge",
+    "index_summary",
     "latest_indices",
+    "summary_key",
 ]

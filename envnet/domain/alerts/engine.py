@@ -74,14 +74,19 @@ class AlertEvent:
 class IndexRecord:
     """A computed index: one InfluxDB point (the names the Grafana dashboards query).
 
-    aqi: tags station, window ("1h" hourly / "24h" daily), edition, and district, river,
+    aqi: tags station, window ("1h" real-time / "24h" daily), edition, and district, river,
     section where the registry has them; fields aqi, level (1-6), category_zh, category_en,
-    colour, primary and exceeding (comma-separated pollutants), standard, iaqi_<pollutant>,
-    lat and lon where known.
-    water_class: tags station, edition, district, river, section, target_class ("III");
-    fields class (Chinese label, "Ⅳ类"), class_en, class_num (1-6, 6 = worse than V),
-    target_num and exceeding (0/1) when the station has a target, worst (parameters),
-    class_<parameter> (1-6), standard.
+    colour, primary and exceeding (comma-separated indicators: so2, no2, pm10, co, o3 = O3
+    1-hour, o3_8h = O3 8-hour, pm25), standard, iaqi_<indicator>, c_<indicator> (the report's
+    published concentrations: real-time c_so2 .. c_pm25 1-hour means, c_o3_8h, c_pm10_24h,
+    c_pm25_24h; daily the 24 h means, c_o3_1h_max, c_o3_8h), pm_basis (real-time: "1h" or
+    "24h", the PM concentration its PM IAQI was read from), lat and lon where known.
+    water_class: tags station, edition ("2002", GB 3838's own), district, river, section,
+    target_class ("III"); fields class (Chinese label, "Ⅳ类"), class_en, class_num (1-6,
+    6 = worse than V), provisional (0/1: fewer than the assessment set's parameters), basis
+    and missing (comma-separated assessment-set parameters with / without a value),
+    target_num when the station has a target, exceeding (0/1) only for a complete class with a
+    target, worst (parameters), class_<parameter> (1-6), standard.
     """
 
     measurement: Literal["aqi", "water_class"]
@@ -114,6 +119,7 @@ class StationInfo:
     tags: tuple[tuple[str, str], ...] = ()  # district, river, section
     lat: float | None = None
     lon: float | None = None
+    assessment: tuple[str, ...] = gb3838.ASSESSMENT_ITEMS  # water: the class-determining set
 
     @classmethod
     def from_meta(
@@ -143,6 +149,7 @@ class StationInfo:
             drinking_source=bool(m.get("drinking_water_source", m.get("drinking_source", False))),
             air_grade=int(m["air_grade"]) if m.get("air_grade") else None,
             tags=tuple((k, str(m[k])) for k in ("district", "river", "section") if m.get(k)),
+            assessment=gb3838.assessment_set(m.get("assessment_params")),
             **_coordinates(m),
         )
 
@@ -163,21 +170,24 @@ class _Station:
     latest: dict[str, Any]  # latest indices, for the server
     open_keys: set[tuple[str, str]] = field(default_factory=set)
     dirty: bool = False
+    latest_dirty: bool = False  # `latest` changed since its summary was saved
     meta: Mapping[str, Any] | None = None  # the registry dict `info` was built from
 
     def state(self) -> dict[str, Any]:
         return {"windows": self.windows.state(), "rules": self.rules, "latest": self.latest}
 
 
-def _settings(settings: Any) -> tuple[AlertSettings, str]:
-    """AlertSettings alone, or envnet's Settings (its `alerts` section and standards.edition)."""
+def _settings(settings: Any) -> tuple[AlertSettings, str, hj633.RealtimePm]:
+    """AlertSettings alone, or envnet's Settings (its `alerts` section, standards.edition and
+    standards.realtime_pm)."""
     if settings is None:
-        return AlertSettings(), AlertSettings().edition
+        return AlertSettings(), AlertSettings().edition, hj633.DEFAULT_REALTIME_PM
     if isinstance(settings, AlertSettings):
-        return settings, settings.edition
+        return settings, settings.edition, hj633.DEFAULT_REALTIME_PM
     alerts = getattr(settings, "alerts", None) or AlertSettings()
     standards = getattr(settings, "standards", None)
-    return alerts, getattr(standards, "edition", None) or alerts.edition
+    edition = getattr(standards, "edition", None) or alerts.edition
+    return alerts, edition, getattr(standards, "realtime_pm", hj633.DEFAULT_REALTIME_PM)
 
 
 def _number(v: Any) -> bool:
@@ -188,9 +198,50 @@ def state_key(station: str) -> str:
     return f"station:{station}"
 
 
+def summary_key(station: str) -> str:
+    """Where the latest indices' summary is saved: the server's GET /stations list splices it
+    in per station without reading the (much larger) window state."""
+    return f"indices:{station}"
+
+
+# What the station list carries of each latest index (GET /stations/{id} has them whole):
+# enough for a map or a duty-room list, small enough for 10,000 rows per answer.
+_AQI_SUMMARY = ("aqi", "primary", "ts", "day", "pm_basis", "edition")
+_CATEGORY_SUMMARY = ("level", "name_zh", "name_en", "colour_en", "rgb")
+_WATER_SUMMARY = (
+    "overall",
+    "class_zh",
+    "class_en",
+    "provisional",
+    "basis",
+    "missing",
+    "target_class",
+    "meets_target",
+    "ts",
+    "standard",
+    "edition",
+)  # a water class names its standard: GB 3838-2002, edition "2002"
+
+
+def index_summary(latest: Mapping[str, Any]) -> dict[str, Any]:
+    """The latest real-time / daily AQI (value, category, primary pollutants) and water class
+    (with whether it is provisional) of one station, as GET /stations lists them."""
+    out: dict[str, Any] = {}
+    for key in ("aqi_1h", "aqi_24h"):
+        if isinstance(latest.get(key), Mapping):
+            snap = latest[key]
+            out[key] = {k: snap[k] for k in _AQI_SUMMARY if k in snap}
+            cat = snap.get("category")
+            if isinstance(cat, Mapping):
+                out[key]["category"] = {k: cat[k] for k in _CATEGORY_SUMMARY if k in cat}
+    if isinstance(latest.get("water"), Mapping):
+        out["water"] = {k: latest["water"][k] for k in _WATER_SUMMARY if k in latest["water"]}
+    return out
+
+
 class Evaluator:
     def __init__(self, settings: Any = None, store: AlertStore | None = None) -> None:
-        self.settings, self.edition = _settings(settings)
+        self.settings, self.edition, self.realtime_pm = _settings(settings)
         gb3095.validity(self.edition)  # an unknown edition fails here, at start-up
         self.store: AlertStore = store if store is not None else InMemoryAlertStore()
         self._stations: dict[str, _Station] = {}
@@ -317,6 +368,9 @@ class Evaluator:
             if st.dirty:
                 self.store.save_state(state_key(st.info.id), st.state())
                 st.dirty = False
+            if st.latest_dirty:
+                self.store.save_state(summary_key(st.info.id), index_summary(st.latest))
+                st.latest_dirty = False
 
     def latest(self, station: str) -> dict[str, Any]:
         st = self._stations.get(station)
@@ -478,8 +532,17 @@ class Evaluator:
             events += self._air_checks(st, {"o3": hour.o3_8h}, "8h", at, 3600, wall)
         if self.settings.air_24h == "moving":
             events += self._air_checks(st, hour.means_24h, "24h", at, 3600, wall)
-        if pollutants:
-            result = hj633.hourly_aqi(pollutants, hour.means_24h.get("so2"), self.edition)
+        # The real-time report (HJ 633-2012 sec. 5): six 1-hour means, the O3 8-hour and the PM
+        # 24-hour moving means; the AQI includes the O3 8-hour IAQI.
+        result = hj633.hourly_aqi(
+            pollutants,
+            None,
+            self.edition,
+            o3_8h=hour.o3_8h,
+            means_24h=hour.means_24h,
+            pm_basis=self.realtime_pm,
+        )
+        if result.aqi is not None:
             self._record_aqi(st, result, at)
             obs = rules.aqi_category(result, at, self.settings.aqi_min_level)
             if obs is not None:
@@ -498,7 +561,7 @@ class Evaluator:
 
     def _water_hour(self, st: _Station, hour: HourMeans, wall: float) -> list[AlertEvent]:
         info = st.info
-        assessment = gb3838.classify(hour.means, info.waterbody, self.edition)
+        assessment = gb3838.classify(hour.means, info.waterbody, self.edition, info.assessment)
         if assessment.overall is None:
             return []
         self._record_water(st, assessment, hour)
@@ -536,6 +599,10 @@ class Evaluator:
         }
         for p, part in result.iaqi.items():
             fields[f"iaqi_{p}"] = part.value
+        for k, c in result.concentrations.items():
+            fields[f"c_{k}"] = c
+        if result.pm_basis is not None:
+            fields["pm_basis"] = result.pm_basis
         if st.info.lat is not None and st.info.lon is not None:
             fields |= {"lat": st.info.lat, "lon": st.info.lon}
         tags = {"station": st.info.id, "window": result.window, "edition": result.edition}
@@ -545,6 +612,7 @@ class Evaluator:
         if day:
             snapshot["day"] = day
         st.latest[f"aqi_{result.window}"] = snapshot
+        st.latest_dirty = True
 
     def _record_water(self, st: _Station, a: gb3838.WaterAssessment, hour: HourMeans) -> None:
         assert a.overall is not None
@@ -554,14 +622,19 @@ class Evaluator:
             "class": zh,
             "class_en": en,
             "class_num": a.overall,
+            "provisional": int(a.provisional),
+            "basis": ",".join(a.basis),
+            "missing": ",".join(a.missing),
             "worst": ",".join(a.worst),
             "standard": a.standard,
         }
         tags = {"station": st.info.id, "edition": a.edition} | dict(st.info.tags)
+        meets = gb3838.meets_target(a, target)
         if target is not None:
             fields["target_num"] = target
-            fields["exceeding"] = int(a.overall > target)
             tags["target_class"] = ("I", "II", "III", "IV", "V")[target - 1]
+        if meets is not None:  # a provisional class neither meets nor misses its target
+            fields["exceeding"] = int(not meets)
         for p, c in a.classes.items():
             fields[f"class_{p}"] = c
         self._results.append(IndexRecord("water_class", st.info.id, float(hour.end), tags, fields))
@@ -569,8 +642,11 @@ class Evaluator:
             "ts": hour.end,
             "class_zh": zh,
             "class_en": en,
+            "provisional": a.provisional,
             "target_class": target,
+            "meets_target": meets,
         }
+        st.latest_dirty = True
 
     # --- episode ---------------------------------------------------------------------
 

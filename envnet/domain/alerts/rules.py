@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from envnet.core.standards import gb3095, gb3838, hj633
+from envnet.core.standards.editions import designation_edition
 from envnet.core.standards.episodes import EpisodeAssessment
 
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
@@ -304,7 +305,8 @@ def water_class(
         unit=spec.unit,
         standard=gb3838.get_edition(edition).water,
         clause=f"{gb3838.CLAUSE}, {gb3838.PARAM_LABELS[param][1]}, target {target_en}",
-        edition=edition,
+        # the edition of the standard cited (GB 3838-2002: "2002"), like the water index
+        edition=designation_edition(gb3838.get_edition(edition).water),
         category_zh=zh,
         category_en=en,
     )

@@ -9,7 +9,10 @@ a stored history instead of a stream:
 - A valid 24-hour (calendar day) mean needs >= 20 valid hourly means.
 - O3: the 8-hour moving means ending 08:00..24:00 of the day, each valid with >= 6 valid hourly
   means; the daily maximum exists when >= `o3_min_8h` (default 14) of them are valid.
-- The daily AQI is HJ 633-2012's, from the valid 24-h means and the O3 daily max 8-h mean.
+- O3 daily maximum 1-hour mean: the largest valid hourly O3 mean of the day.
+- The daily AQI is HJ 633-2012's, from its seven indicators: the valid 24-h means, the O3
+  daily maximum 1-hour mean and the O3 daily maximum 8-hour mean (both O3 indices count every
+  day).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from envnet.domain.reports import rules
 Hourly = Mapping[str, Mapping[int, float]]
 
 O3_DAILY = "o3_8h"  # the key of the O3 daily maximum 8-hour mean among daily values
-O3_1H_MAX = "o3_1h_max"  # kept for HJ 633's note on O3 8-h above 800
+O3_1H_MAX = "o3_1h_max"  # the key of the O3 daily maximum 1-hour mean among daily values
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ def o3_8h_means(o3: Mapping[int, float], day_hours: Sequence[int], min_hours: in
 
 @dataclass(frozen=True, slots=True)
 class DayValues:
-    values: dict[str, float]  # valid daily values: 24-h means and "o3_8h"
+    values: dict[str, float]  # valid daily values: 24-h means, "o3_8h" and "o3_1h_max"
     hours: dict[str, int]  # valid hourly means per pollutant
     o3_8h_count: int
     o3_1h_max: float | None
@@ -91,6 +94,8 @@ def day_values(hourly: Hourly, day_hours: Sequence[int], v: Validity, o3_min_8h:
     if len(eights) >= o3_min_8h:
         values[O3_DAILY] = max(eights)
     o3_hours = _hours_of(o3, day_hours)
+    if o3_hours:
+        values[O3_1H_MAX] = max(o3_hours)
     return DayValues(values, hours, len(eights), max(o3_hours) if o3_hours else None)
 
 
@@ -118,7 +123,8 @@ def daily_index(
     members: int = 1,
 ) -> DailyIndex:
     conc = {p: c for p, c in values.items() if p in hj633.POLLUTANTS and p != "o3"}
-    result = hj633.daily_aqi(conc, values.get(O3_DAILY), o3_1h_max, edition)
+    o3_1h = o3_1h_max if o3_1h_max is not None else values.get(O3_1H_MAX)
+    result = hj633.daily_aqi(conc, values.get(O3_DAILY), o3_1h, edition)
     missing = tuple(p for p in required if required_key(p) not in values)
     return DailyIndex(
         dict(values), result, not missing and result.aqi is not None, missing, members

@@ -19,8 +19,10 @@ from envnet.domain.alerts.windows import EXCLUDED_FLAGS, NOT_EVALUATED_FLAGS
 # warmup/fault/range are not trustworthy, cal/maint are not ambient air or water.
 EXCLUDED = frozenset(EXCLUDED_FLAGS) | frozenset(NOT_EVALUATED_FLAGS)
 
-# HJ 633-2012 Table 2: levels I and II (优, 良) are "good days" (达标天): AQI <= 100.
+# HJ 633-2012 Table 2: levels I and II (优, 良) are "good days" (优良天): AQI <= 100.
 GOOD_DAY_MAX_LEVEL = 2
+# The plan's name of the indicator their share is (the site file's plan.indicators too).
+GOOD_DAYS_RATIO_NAME = ("空气质量优良天数比率", "ratio of days with good or excellent air quality")
 
 # The period statistic of each daily series (HJ 663-2013 Table 2 / GB 3095 annual
 # assessment): mean of the daily means, CO 95th percentile of the daily means, O3 90th

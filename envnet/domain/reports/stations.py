@@ -24,6 +24,8 @@ class StationInfo:
     section: str | None = None
     target_class: int | None = None  # GB 3838 1..5
     waterbody: gb3838.Waterbody = "river"
+    # water: the parameters a complete class needs (registry `assessment_params`)
+    assessment: tuple[str, ...] = gb3838.ASSESSMENT_ITEMS
 
     @classmethod
     def from_registry(cls, row: dict, target_override: str | int | None = None) -> StationInfo:
@@ -44,6 +46,7 @@ class StationInfo:
             section=meta.get("section"),
             target_class=gb3838.parse_class(target) if target else None,
             waterbody="lake" if meta.get("waterbody") in ("lake", "reservoir") else "river",
+            assessment=gb3838.assessment_set(meta.get("assessment_params")),
         )
 
 

@@ -33,7 +33,8 @@ class GoodDays:
 
 
 def good_days(days: Sequence[DayIndex]) -> GoodDays:
-    """Good-days ratio (达标天数比例) over VALID days: an invalid day is neither good nor bad."""
+    """Good-days ratio (空气质量优良天数比率) over VALID days: an invalid day is neither good
+    nor bad."""
     valid = [d for d in days if d.valid and d.level is not None]
     good = sum(1 for d in valid if rules.is_good_day(d.level or 0))
     ratio = round(100 * good / len(valid), rules.RATIO_DECIMALS) if valid else None
