@@ -179,4 +179,8 @@ def create_app(settings: Settings) -> FastAPI:
     ota_api.install(app, settings, store)  # /ota/...: release files, releases, rollouts
 
     install(app, settings)  # /webhooks, /metrics, JSON errors, body limit, delivery worker
+
+    from server.routers import cases as cases_api
+
+    cases_api.install(app, settings, store)  # /cases, /units, /cells, the slip scheduler
     return app

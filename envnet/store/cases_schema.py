@@ -1,0 +1,81 @@
+"""The supervision loop's tables, as one ordered list of migrations (docs/cases.md).
+
+Append new statements at the end; never edit one that has shipped. `ensure_schema` applies
+those not yet applied, recorded in `case_schema_version`, inside one write transaction.
+(When the store's schema-migration registry lands, this list is registered there as is.)"""
+
+from __future__ import annotations
+
+from envnet.store.state import SqliteStateStore
+
+MIGRATIONS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS grid_districts (
+        id TEXT PRIMARY KEY, name_en TEXT, bureau TEXT)""",
+    """CREATE TABLE IF NOT EXISTS grid_units (
+        id TEXT PRIMARY KEY, name_zh TEXT NOT NULL, name_en TEXT, kind TEXT NOT NULL,
+        district TEXT, parent TEXT, contacts TEXT NOT NULL DEFAULT '[]')""",
+    """CREATE TABLE IF NOT EXISTS grid_cells (
+        id TEXT PRIMARY KEY, name_zh TEXT, name_en TEXT, kind TEXT NOT NULL,
+        district TEXT NOT NULL, unit TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS cases (
+        id TEXT PRIMARY KEY,
+        station TEXT, rule TEXT NOT NULL, parameter TEXT NOT NULL, severity TEXT NOT NULL,
+        state TEXT NOT NULL, unit TEXT NOT NULL, district TEXT, cell TEXT,
+        title TEXT NOT NULL DEFAULT '', opened_at REAL NOT NULL, opened_by TEXT NOT NULL,
+        cycle INTEGER NOT NULL DEFAULT 0, cycle_started_at REAL NOT NULL,
+        signed_at REAL, reported_at REAL, verified_at REAL, closed_at REAL, normal_since REAL,
+        sign_due_at REAL, report_due_at REAL NOT NULL,
+        alert_id TEXT, reopened_from TEXT, updated_at REAL NOT NULL)""",
+    # One case not yet closed per (station, rule, parameter); later alerts link to it.
+    """CREATE UNIQUE INDEX IF NOT EXISTS cases_one_open ON cases(station, rule, parameter)
+        WHERE state != 'closed'""",
+    "CREATE INDEX IF NOT EXISTS cases_by_state_sign ON cases(state, sign_due_at)",
+    "CREATE INDEX IF NOT EXISTS cases_by_state_report ON cases(state, report_due_at)",
+    "CREATE INDEX IF NOT EXISTS cases_by_unit ON cases(unit, state)",
+    "CREATE INDEX IF NOT EXISTS cases_by_district ON cases(district, state)",
+    "CREATE INDEX IF NOT EXISTS cases_by_opened ON cases(opened_at)",
+    """CREATE TABLE IF NOT EXISTS case_alerts (
+        case_id TEXT NOT NULL, alert_id TEXT NOT NULL, linked_at REAL NOT NULL,
+        PRIMARY KEY (case_id, alert_id))""",
+    "CREATE INDEX IF NOT EXISTS case_alerts_by_alert ON case_alerts(alert_id)",
+    # What the scheduler decided about each open alert (and at which severity): it looks again
+    # only when the severity changed.
+    """CREATE TABLE IF NOT EXISTS case_intake (
+        alert_id TEXT PRIMARY KEY, severity TEXT NOT NULL, case_id TEXT, at REAL NOT NULL,
+        note TEXT NOT NULL DEFAULT '')""",
+    # A slip is issued once per (case, kind, due period): the unique key is what makes two
+    # schedulers, or one restarted, never issue one twice.
+    """CREATE TABLE IF NOT EXISTS case_slips (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id TEXT NOT NULL, kind TEXT NOT NULL,
+        period TEXT NOT NULL, reason TEXT NOT NULL, due_at REAL NOT NULL,
+        issued_at REAL NOT NULL, unit TEXT NOT NULL, to_unit TEXT NOT NULL,
+        UNIQUE (case_id, kind, period))""",
+    "CREATE INDEX IF NOT EXISTS case_slips_by_kind ON case_slips(kind, case_id)",
+    """CREATE TABLE IF NOT EXISTS case_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id TEXT NOT NULL, at REAL NOT NULL,
+        actor TEXT NOT NULL, action TEXT NOT NULL, state TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}')""",
+    "CREATE INDEX IF NOT EXISTS case_history_by_case ON case_history(case_id, id)",
+    """CREATE TABLE IF NOT EXISTS case_reports (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, case_id TEXT NOT NULL, cycle INTEGER NOT NULL,
+        at REAL NOT NULL, actor TEXT NOT NULL, text TEXT NOT NULL, lat REAL, lon REAL,
+        photos TEXT NOT NULL DEFAULT '[]')""",
+    "CREATE INDEX IF NOT EXISTS case_reports_by_case ON case_reports(case_id, id)",
+    """CREATE TABLE IF NOT EXISTS case_photos (
+        sha256 TEXT PRIMARY KEY, content_type TEXT NOT NULL, size INTEGER NOT NULL,
+        created_at REAL NOT NULL)""",
+)
+
+
+def ensure_schema(state: SqliteStateStore) -> None:
+    """Apply the migrations not yet applied (idempotent; safe from two processes at once)."""
+    if getattr(state, "_cases_schema", False):
+        return
+    with state.tx() as c:
+        c.execute("CREATE TABLE IF NOT EXISTS case_schema_version (n INTEGER NOT NULL)")
+        row = c.execute("SELECT max(n) FROM case_schema_version").fetchone()
+        done = row[0] if row and row[0] is not None else 0
+        for n, stmt in enumerate(MIGRATIONS[done:], start=done + 1):
+            c.execute(stmt)
+            c.execute("INSERT INTO case_schema_version(n) VALUES (?)", (n,))
+    state._cases_schema = True  # type: ignore[attr-defined]
