@@ -47,7 +47,8 @@ def list_cases(
     q = store.state.query
     total = q(f"SELECT count(*) FROM cases{w}", args)[0][0]  # type: ignore[arg-type]
     rows = q(
-        f"SELECT {CASE_COLUMNS} FROM cases{w} ORDER BY opened_at DESC, id LIMIT :limit OFFSET :offset",
+        f"SELECT {CASE_COLUMNS} FROM cases{w}"
+        " ORDER BY opened_at DESC, id LIMIT :limit OFFSET :offset",
         args,  # type: ignore[arg-type]
     )
     return total, [store.view(r, now) for r in rows]

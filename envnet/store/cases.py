@@ -26,6 +26,7 @@ from envnet.domain.cases import (
     move,
 )
 from envnet.domain.webhooks import Event
+from envnet.store.audit import ensure_schema as ensure_audit_schema
 from envnet.store.audit import record_audit
 from envnet.store.cases_schema import ensure_schema
 from envnet.store.grid import Grid
@@ -78,6 +79,7 @@ class CaseStore:
         self.policy = policy
         self.settings = settings
         ensure_schema(state)
+        ensure_audit_schema(state)
         prepare(settings)  # the outbox tables, so events can join our transactions
         self.grid = Grid(state)
 

@@ -75,7 +75,8 @@ class Policy:
             version = str(d["version"])
             defaults = {k: float(d["defaults"][k]) for k in STEP_KEYS}
         except (KeyError, TypeError, ValueError) as e:
-            raise PolicyError(f"policy: version and defaults.{{{','.join(STEP_KEYS)}}} needed: {e}")
+            keys = ",".join(STEP_KEYS)
+            raise PolicyError(f"policy: version and defaults.{{{keys}}} needed: {e}") from None
         rules = d.get("rules") or {}
         for rule, by_sev in rules.items():
             if rule != "*" and rule not in RULES:
