@@ -30,6 +30,8 @@ log = logging.getLogger("envnet.cases")
 
 SCHEDULER = "scheduler"  # the actor of what the scheduler does, in history and audit
 BATCH = 500  # slips per write transaction: short enough not to hold other writers up
+INFINITY = 1e300  # "now" far enough to list every slip a case could get
+FAR = 1e18  # next_slip_at of a case with nothing more to come (until it changes)
 _OPEN = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"
 
 
@@ -118,7 +120,8 @@ class CaseScheduler:
             return
         # A new exceedance: the readings are not back to normal (evidence is reset).
         c.execute(
-            "UPDATE cases SET alert_id=?, normal_since=NULL, severity=?, updated_at=? WHERE id=?",
+            "UPDATE cases SET alert_id=?, normal_since=NULL, severity=?, updated_at=?,"
+            " next_slip_at=NULL, version=version+1 WHERE id=?",
             (a["id"], a["severity"] if worse else case_severity, now, case_id),
         )
         detail = {"alert": a["id"], "severity": a["severity"]}
@@ -141,7 +144,11 @@ class CaseScheduler:
                 " GROUP BY c.id HAVING sum(a.state IN ('open','acknowledged')) = 0"
             ).fetchall()
             for r in rows:
-                c.execute("UPDATE cases SET normal_since=? WHERE id=?", (r["t"], r["id"]))
+                c.execute(
+                    "UPDATE cases SET normal_since=?, next_slip_at=NULL, version=version+1"
+                    " WHERE id=?",
+                    (r["t"], r["id"]),
+                )
                 c.execute(
                     "INSERT INTO case_history(case_id, at, actor, action, state, detail)"
                     " SELECT id, ?, ?, 'readings_normal', state, ? FROM cases WHERE id=?",
@@ -150,27 +157,47 @@ class CaseScheduler:
         return len(rows)
 
     # -- 3. slips -----------------------------------------------------------------------------
-    def pending(self, now: float) -> list[tuple[Any, DueSlip]]:
-        """(case row, slip) for every slip due by `now` and not yet issued."""
+    def pending(self, now: float) -> tuple[list[tuple[Any, DueSlip]], list[tuple[float, str, int]]]:
+        """(case row, slip) for every slip due by `now` and not yet issued, and for each case
+        looked at, when to look again (its next slip's due time, if nothing changes first).
+        Only cases whose `next_slip_at` has come (or is unknown) are read."""
         q = self.state.query
-        rows = q(f"SELECT * FROM cases WHERE state IN {_OPEN}")
-        issued = {
-            (r[0], r[1], r[2])
-            for r in q(
-                "SELECT s.case_id, s.kind, s.period FROM case_slips s JOIN cases c"
-                f" ON c.id = s.case_id WHERE c.state IN {_OPEN}"
-            )
-        }
+        rows = q(
+            f"SELECT * FROM cases WHERE state IN {_OPEN}"
+            " AND (next_slip_at IS NULL OR next_slip_at <= ?)",
+            (now,),
+        )
+        if not rows:
+            return [], []
+        issued: set[tuple[str, str, str]] = set()
+        ids = [r["id"] for r in rows]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            issued |= {
+                (r[0], r[1], r[2])
+                for r in q(
+                    f"SELECT case_id, kind, period FROM case_slips WHERE case_id IN ({marks})",
+                    tuple(chunk),
+                )
+            }
         pol = self.cases.policy
-        out = []
+        out, nxt = [], []
         for r in rows:
-            for slip in due_slips(clock_of(r), now, pol):
-                if (r["id"], slip.kind, slip.period) not in issued:
+            case = clock_of(r)
+            later = float("inf")
+            for slip in due_slips(case, INFINITY, pol):  # every slip if nothing changes
+                if (r["id"], slip.kind, slip.period) in issued:
+                    continue
+                if slip.due_at <= now:  # = due_slips(case, now): the same list, cut at now
                     out.append((r, slip))
-        return out
+                else:
+                    later = min(later, slip.due_at)
+            nxt.append((later if later != float("inf") else FAR, r["id"], r["version"]))
+        return out, nxt
 
     def issue_due_slips(self, now: float) -> list[dict[str, Any]]:
-        todo = self.pending(now)
+        todo, nxt = self.pending(now)
         done: list[dict[str, Any]] = []
         parents: dict[str, str | None] = {}
         for i in range(0, len(todo), BATCH):
@@ -179,6 +206,8 @@ class CaseScheduler:
                     s = self._issue(c, row, slip, now, parents)
                     if s is not None:
                         done.append(s)
+        with self.state.tx() as c:  # a case changed since we read it keeps next_slip_at NULL
+            c.executemany("UPDATE cases SET next_slip_at=? WHERE id=? AND version=?", nxt)
         return done
 
     def _issue(

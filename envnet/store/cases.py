@@ -260,7 +260,8 @@ class CaseStore:
             c.execute(
                 "UPDATE cases SET state=?, cycle=?, cycle_started_at=?, signed_at=?,"
                 " reported_at=?, verified_at=?, closed_at=?, sign_due_at=?, report_due_at=?,"
-                " unit=coalesce(?, unit), updated_at=? WHERE id=?",
+                " unit=coalesce(?, unit), updated_at=?, next_slip_at=NULL,"
+                " version=version+1 WHERE id=?",
                 (
                     new.state, new.cycle, new.cycle_started_at, new.signed_at, new.reported_at,
                     new.verified_at, new.closed_at, sign_due, report_due,

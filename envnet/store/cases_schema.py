@@ -25,12 +25,15 @@ MIGRATIONS: tuple[str, ...] = (
         cycle INTEGER NOT NULL DEFAULT 0, cycle_started_at REAL NOT NULL,
         signed_at REAL, reported_at REAL, verified_at REAL, closed_at REAL, normal_since REAL,
         sign_due_at REAL, report_due_at REAL NOT NULL,
-        alert_id TEXT, reopened_from TEXT, updated_at REAL NOT NULL)""",
+        alert_id TEXT, reopened_from TEXT, updated_at REAL NOT NULL,
+        -- when the scheduler must look at the case again (NULL: at once); any change resets it
+        next_slip_at REAL, version INTEGER NOT NULL DEFAULT 0)""",
     # One case not yet closed per (station, rule, parameter); later alerts link to it.
     """CREATE UNIQUE INDEX IF NOT EXISTS cases_one_open ON cases(station, rule, parameter)
         WHERE state != 'closed'""",
     "CREATE INDEX IF NOT EXISTS cases_by_state_sign ON cases(state, sign_due_at)",
     "CREATE INDEX IF NOT EXISTS cases_by_state_report ON cases(state, report_due_at)",
+    "CREATE INDEX IF NOT EXISTS cases_by_next_slip ON cases(state, next_slip_at)",
     "CREATE INDEX IF NOT EXISTS cases_by_unit ON cases(unit, state)",
     "CREATE INDEX IF NOT EXISTS cases_by_district ON cases(district, state)",
     "CREATE INDEX IF NOT EXISTS cases_by_opened ON cases(opened_at)",

@@ -267,6 +267,11 @@ def install(app: Any, settings: Any, state: Any) -> None:
     app.include_router(
         router(store, clock, Path(cfg.photos_dir), cfg.photo_max_bytes, cfg.photo_max_count)
     )
-    worker = CaseSchedulerWorker(CaseScheduler(store), clock, cfg.tick_s, cfg.from_alerts)
+    # The scheduler reads and writes on a connection of its own: a pass over many cases then
+    # never holds the request handlers' connection (WAL lets both read at once).
+    from envnet.store.state import SqliteStateStore
+
+    own = CaseStore(SqliteStateStore(settings.store.path), store.policy, settings)
+    worker = CaseSchedulerWorker(CaseScheduler(own), clock, cfg.tick_s, cfg.from_alerts)
     app.state.case_scheduler = worker
     run_with_app(app, worker)
