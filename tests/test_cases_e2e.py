@@ -262,3 +262,30 @@ def test_two_servers_never_repeat_a_slip(world: CaseWorld) -> None:
     issuers = world.sql("SELECT count(DISTINCT actor) FROM audit WHERE action LIKE 'case.slip.%'")
     assert issuers == [(1,)]  # both are "scheduler"; the logs show which process
     assert load_config  # the settings module is importable from tests (used by helpers)
+
+
+def test_cli_lists_shows_and_acts(world: CaseWorld) -> None:
+    import subprocess
+    import sys
+
+    from cases_helpers import KEYS
+
+    _, base = world.server()
+    cid = open_case(base, cell="tiexi-yanfen")["id"]
+
+    def cli(*args: str, key: str = "duty") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "envnet.cli", *args, "--url", base, "--api-key", KEYS[key]],
+            capture_output=True, text=True, env=world.env(0), timeout=60,
+        )  # fmt: skip
+
+    out = cli("cases", "--unit", "tiexi-yanfen-office", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout.splitlines()[0])["id"] == cid
+    assert json.loads(cli("case", "show", cid).stdout)["slips"] is not None
+    refused = cli("case", "sign", cid, key="hp")
+    assert refused.returncode == 1 and "403" in refused.stderr
+    assert "signed" in cli("case", "sign", cid, key="tx").stdout
+    assert "reported" in cli("case", "report", cid, "--text", "洒水降尘", key="tx").stdout
+    assert "handling" in cli("case", "return", cid, "--reason", "再查").stdout
+    world.set_time(T0 + 40 * 86400)
+    wait_until(lambda: json.loads(cli("cases", "--overdue", "--json").stdout or "null"), 10)

@@ -174,6 +174,11 @@ from envnet.cli import ota as _ota_cli  # noqa: E402
 
 app.add_typer(_ota_cli.app, name="ota")  # envnet ota start|status|stations|... (docs/ota.md)
 
+from envnet.cli import cases as _cases_cli  # noqa: E402
+
+app.command("cases")(_cases_cli.cases_command)  # envnet cases [--overdue] [--unit U]
+app.add_typer(_cases_cli.app, name="case")  # envnet case show|sign|report|verify|return ID
+
 
 @app.command("audit")
 def audit_command(
