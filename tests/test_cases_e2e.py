@@ -112,9 +112,9 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(world: CaseWorld) -> None:
     cid = open_case(base)["id"]
     before = world.sql("SELECT count(*) FROM case_history")[0][0], world.sql("SELECT count(*) FROM audit")[0][0]
     for body, code in (
-        ({"unit": "no-such-unit", "rule": "water_class", "parameter": "nh3n"}, 422),
-        ({"cell": "no-such-cell", "rule": "water_class", "parameter": "nh3n"}, 422),
-        ({"station": "no-such-station", "rule": "water_class", "parameter": "nh3n"}, 422),
+        ({"unit": "no-such-unit", "rule": "water_class", "parameter": "nh3n"}, 409),
+        ({"cell": "no-such-cell", "rule": "water_class", "parameter": "nh3n"}, 409),
+        ({"station": "no-such-station", "rule": "water_class", "parameter": "nh3n"}, 409),
         ({"cell": "heping-nanhu", "rule": "nonsense", "parameter": "x"}, 422),
     ):
         r = httpx.post(f"{base}/cases", json=body, headers=auth("duty"))
@@ -130,7 +130,7 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(world: CaseWorld) -> None:
     bmp = {"content_type": "image/bmp", "data_base64": "Qk0="}
     assert httpx.post(f"{base}/cases/{cid}/report", json={"text": "x", "photos": [bmp]}, headers=auth("hp")).status_code == 422
     assert httpx.post(f"{base}/cases/{cid}/verify", headers=auth("duty")).status_code == 409
-    assert httpx.post(f"{base}/cases/{cid}/reassign", json={"unit": "nope"}, headers=auth("duty")).status_code == 422
+    assert httpx.post(f"{base}/cases/{cid}/reassign", json={"unit": "nope"}, headers=auth("duty")).status_code == 409
     after = world.sql("SELECT count(*) FROM case_history WHERE action != 'slip.notice'")[0][0]
     assert after == before[0] + 1  # only the sign
     assert not world.photos.exists() or not list(world.photos.iterdir())

@@ -17,8 +17,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from envnet.domain.alerts import RULES, SEVERITIES
@@ -75,6 +76,43 @@ class ReassignBody(_Body):
     reason: Note | None = None
 
 
+def _invalid(loc: tuple[Any, ...], msg: str) -> RequestValidationError:
+    """A 422 in the same shape as FastAPI's own (a list naming the field)."""
+    return RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
+def _case_error(e: CaseError) -> HTTPException:
+    """409, not 422: the request is well formed, the grid or registry does not fit it (an
+    unknown unit, cell or station; a second open case for one station, rule and parameter)."""
+    return HTTPException(409, str(e))
+
+
+def no_unknown_params(request: Request) -> None:
+    """A misspelt filter (`?overdu=true`) must not silently answer for everything: 422."""
+    route = request.scope.get("route")
+    if route is None:
+        return
+    known: set[str] = set()
+    todo = [route.dependant]
+    while todo:  # the route's own query parameters and those of its dependencies
+        d = todo.pop()
+        known |= {p.alias for p in d.query_params}
+        todo += d.dependencies
+    unknown = [k for k in request.query_params if k not in known]
+    if unknown:
+        raise RequestValidationError(
+            [{"loc": ("query", k), "msg": "unknown query parameter", "type": "extra_forbidden"}
+             for k in unknown]
+        )  # fmt: skip
+    twice = sorted({k for k, _ in request.query_params.multi_items()
+                    if len(request.query_params.getlist(k)) > 1})  # fmt: skip
+    if twice:
+        raise RequestValidationError(
+            [{"loc": ("query", k), "msg": "given more than once", "type": "value_error"}
+             for k in twice]
+        )  # fmt: skip
+
+
 def _case_or_404(cases: CaseStore, case_id: str, now: float) -> dict[str, Any]:
     c = cases.get(case_id, now)
     if c is None:
@@ -88,7 +126,15 @@ def _need(role: Role, *kinds: str) -> None:
 
 
 def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, photo_count: int):
-    api = APIRouter(tags=["cases"], dependencies=[Depends(require_api_key)])
+    api = APIRouter(
+        tags=["cases"],
+        dependencies=[Depends(require_api_key), Depends(no_unknown_params)],
+        responses={403: {"description": "Wrong key, or its role may not do this"}},
+    )
+    conflict: dict[int | str, dict[str, Any]] = {
+        409: {"description": "The case's state does not allow it, or an unknown unit / cell / "
+              "station, or an open case for the same station, rule and parameter"}
+    }  # fmt: skip
 
     def own(role: Role, case: dict[str, Any], action: str | None, now: float) -> None:
         """A unit's key touches only its own cases: 403 (and, for an action, an audit row)."""
@@ -131,7 +177,7 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
         own(role, _case_or_404(cases, case_id, now), None, now)
         return cases.detail(case_id, now)  # type: ignore[return-value]
 
-    @api.post("/cases", status_code=201)
+    @api.post("/cases", status_code=201, responses=conflict)
     def open_case(role: CallerRole, body: CaseCreate) -> dict[str, Any]:
         """Open a case by hand (duty room)."""
         _need(role, "duty_room")
@@ -142,7 +188,7 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
                 title=body.title,
             )  # fmt: skip
         except CaseError as e:
-            raise HTTPException(422, str(e)) from None
+            raise _case_error(e) from None
 
     def act(role: Role, case_id: str, action: str, **kw: Any) -> dict[str, Any]:
         now = clock()
@@ -154,22 +200,29 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
         except TransitionError as e:
             raise HTTPException(409, str(e)) from None
         except CaseError as e:
-            raise HTTPException(422, str(e)) from None
+            raise _case_error(e) from None
 
-    @api.post("/cases/{case_id}/sign")
+    @api.post("/cases/{case_id}/sign", responses=conflict)
     def sign(role: CallerRole, case_id: CaseId, body: ActNote | None = None) -> dict[str, Any]:
         """The responsible unit signs the case (签收)."""
         _need(role, "unit")
         return act(role, case_id, "sign", detail={"note": (body or ActNote()).note})
 
-    @api.post("/cases/{case_id}/report")
+    @api.post(
+        "/cases/{case_id}/report",
+        responses={
+            **conflict,
+            413: {"description": "A photo larger than cases.photo_max_bytes"},
+            415: {"description": "A photo whose content is not its declared type"},
+        },
+    )
     def report(role: CallerRole, case_id: CaseId, body: ReportBody) -> dict[str, Any]:
         """The unit reports its handling: text, photos (JPEG/PNG, stored by SHA-256), position."""
         _need(role, "unit")
         now = clock()
         own(role, _case_or_404(cases, case_id, now), "report", now)
         if len(body.photos) > photo_count:
-            raise HTTPException(422, f"at most {photo_count} photos per report")
+            raise _invalid(("body", "photos"), f"at most {photo_count} photos per report")
         blobs = [_photo(p, photo_max) for p in body.photos]
         c = cases.get(case_id, now)
         if c is not None and c["state"] not in ("signed", "handling"):
@@ -178,19 +231,19 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
         rep = {"text": body.text, "lat": body.lat, "lon": body.lon, "photos": shas}
         return act(role, case_id, "report", report=rep, detail={"photos": shas})
 
-    @api.post("/cases/{case_id}/verify")
+    @api.post("/cases/{case_id}/verify", responses=conflict)
     def verify(role: CallerRole, case_id: CaseId, body: ActNote | None = None) -> dict[str, Any]:
         """The duty room verifies the handling; the case closes (only this closes a case)."""
         _need(role, "duty_room")
         return act(role, case_id, "verify", detail={"note": (body or ActNote()).note})
 
-    @api.post("/cases/{case_id}/return")
+    @api.post("/cases/{case_id}/return", responses=conflict)
     def return_(role: CallerRole, case_id: CaseId, body: ReturnBody) -> dict[str, Any]:
         """The duty room returns the case for more work, with a reason."""
         _need(role, "duty_room")
         return act(role, case_id, "return", detail={"reason": body.reason})
 
-    @api.post("/cases/{case_id}/reassign")
+    @api.post("/cases/{case_id}/reassign", responses=conflict)
     def reassign(role: CallerRole, case_id: CaseId, body: ReassignBody) -> dict[str, Any]:
         """The duty room gives the case to another unit (it signs again)."""
         _need(role, "duty_room")
@@ -228,7 +281,7 @@ def _photo(p: Photo, limit: int) -> tuple[str, bytes]:
     try:
         data = base64.b64decode(p.data_base64, validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPException(422, "photos: data_base64 is not base64") from None
+        raise _invalid(("body", "photos", "data_base64"), "not base64") from None
     if len(data) > limit:
         raise HTTPException(413, f"photo larger than {limit} bytes ({len(data)})")
     if not data.startswith(PHOTO_MAGIC[p.content_type]):
