@@ -51,7 +51,9 @@ def test_whole_lifecycle_with_roles_audit_and_events(world: CaseWorld) -> None:
     _, base = world.server()
     units = httpx.get(f"{base}/units", headers=auth("duty")).json()
     assert {"id", "parent", "contacts", "district"} <= set(units[0])
-    assert any(c["id"] == "heping-nanhu" for c in httpx.get(f"{base}/cells", headers=auth("duty")).json())
+    assert any(
+        c["id"] == "heping-nanhu" for c in httpx.get(f"{base}/cells", headers=auth("duty")).json()
+    )
     case = open_case(base)
     cid = case["id"]
     assert case["state"] == "assigned" and case["unit"] == "heping-nanhu-office"
@@ -60,7 +62,9 @@ def test_whole_lifecycle_with_roles_audit_and_events(world: CaseWorld) -> None:
     r = httpx.post(f"{base}/cases/{cid}/sign", headers=auth("tx"))
     assert r.status_code == 403
     assert httpx.get(f"{base}/cases/{cid}", headers=auth("tx")).status_code == 403
-    assert world.sql("SELECT actor FROM audit WHERE action='case.sign.refused' AND target=?", (cid,)) == [("tx",)]
+    assert world.sql(
+        "SELECT actor FROM audit WHERE action='case.sign.refused' AND target=?", (cid,)
+    ) == [("tx",)]
     assert httpx.get(f"{base}/cases/{cid}", headers=auth("hp")).json()["state"] == "assigned"
     # a unit sees only its own cases
     open_case(base, cell="tiexi-yanfen")
@@ -80,27 +84,63 @@ def test_whole_lifecycle_with_roles_audit_and_events(world: CaseWorld) -> None:
     assert r.status_code == 200, r.text
     assert httpx.post(f"{base}/cases/{cid}/verify", headers=auth("hp")).status_code == 403
     # returned for more work, reported again, verified: closed
-    r = httpx.post(f"{base}/cases/{cid}/return", json={"reason": "照片不清楚"}, headers=auth("duty"))
+    r = httpx.post(
+        f"{base}/cases/{cid}/return", json={"reason": "照片不清楚"}, headers=auth("duty")
+    )
     assert r.json()["state"] == "handling" and r.json()["cycle"] == 1
-    r = httpx.post(f"{base}/cases/{cid}/report", json={"text": "补充照片", "photos": [photo]}, headers=auth("hp"))
+    r = httpx.post(
+        f"{base}/cases/{cid}/report",
+        json={"text": "补充照片", "photos": [photo]},
+        headers=auth("hp"),
+    )
     assert r.json()["state"] == "reported"
-    r = httpx.post(f"{base}/cases/{cid}/verify", json={"note": "现场复核通过"}, headers=auth("duty"))
+    r = httpx.post(
+        f"{base}/cases/{cid}/verify", json={"note": "现场复核通过"}, headers=auth("duty")
+    )
     assert r.json()["state"] == "closed" and r.json()["verified_at"] == T0 + 3000
     d = httpx.get(f"{base}/cases/{cid}", headers=auth("duty")).json()
     states = [h["action"] for h in d["history"] if not h["action"].startswith("slip.")]
-    assert states == ["opened", "signed", "reported", "returned", "handling", "reported", "verified", "closed"]
+    assert states == [
+        "opened",
+        "signed",
+        "reported",
+        "returned",
+        "handling",
+        "reported",
+        "verified",
+        "closed",
+    ]
     sha = d["evidence"]["reports"][0]["photos"][0]
     assert (world.photos / sha).read_bytes() == PNG
     assert httpx.get(f"{base}/cases/photos/{sha}", headers=auth("hp")).content == PNG
-    actions = [a for (a,) in world.sql("SELECT action FROM audit WHERE target=? ORDER BY id", (cid,))]
+    actions = [
+        a for (a,) in world.sql("SELECT action FROM audit WHERE target=? ORDER BY id", (cid,))
+    ]
     for a in ("case.open", "case.sign", "case.report", "case.return", "case.verify", "case.closed"):
         assert a in actions
-    events = [t for (t,) in world.sql("SELECT type FROM webhook_events WHERE body LIKE ?", (f"%{cid}%",))]
-    for t in ("case.opened", "case.slip", "case.signed", "case.reported", "case.returned", "case.verified", "case.closed"):
+    events = [
+        t for (t,) in world.sql("SELECT type FROM webhook_events WHERE body LIKE ?", (f"%{cid}%",))
+    ]
+    for t in (
+        "case.opened",
+        "case.slip",
+        "case.signed",
+        "case.reported",
+        "case.returned",
+        "case.verified",
+        "case.closed",
+    ):
         assert t in events, t
     # the slip event says which slip, in Chinese and English
-    body = json.loads(world.sql("SELECT body FROM webhook_events WHERE type='case.slip' AND body LIKE ?", (f"%{cid}%",))[0][0])
-    assert body["data"]["slip_type"] == "notice" and body["data"]["slip_label"] == {"zh": "提示单", "en": "notice"}
+    body = json.loads(
+        world.sql(
+            "SELECT body FROM webhook_events WHERE type='case.slip' AND body LIKE ?", (f"%{cid}%",)
+        )[0][0]
+    )
+    assert body["data"]["slip_type"] == "notice" and body["data"]["slip_label"] == {
+        "zh": "提示单",
+        "en": "notice",
+    }
     assert body["label"]["zh"] == "督办单据"
     rep = httpx.get(f"{base}/reports/supervision?period=week", headers=auth("duty")).json()
     hp = next(u for u in rep["units"] if u["unit"] == "heping-nanhu-office")
@@ -110,7 +150,10 @@ def test_whole_lifecycle_with_roles_audit_and_events(world: CaseWorld) -> None:
 def test_bad_input_is_a_clear_4xx_and_changes_nothing(world: CaseWorld) -> None:
     _, base = world.server()
     cid = open_case(base)["id"]
-    before = world.sql("SELECT count(*) FROM case_history")[0][0], world.sql("SELECT count(*) FROM audit")[0][0]
+    before = (
+        world.sql("SELECT count(*) FROM case_history")[0][0],
+        world.sql("SELECT count(*) FROM audit")[0][0],
+    )
     for body, code in (
         ({"unit": "no-such-unit", "rule": "water_class", "parameter": "nh3n"}, 409),
         ({"cell": "no-such-cell", "rule": "water_class", "parameter": "nh3n"}, 409),
@@ -121,16 +164,36 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(world: CaseWorld) -> None:
         assert r.status_code == code, (body, r.text)
         assert "unit" in r.text or "cell" in r.text or "station" in r.text or "rule" in r.text
     httpx.post(f"{base}/cases/{cid}/sign", headers=auth("hp"))
-    big = {"content_type": "image/png", "data_base64": base64.b64encode(PNG + b"\0" * 50_000).decode()}
-    r = httpx.post(f"{base}/cases/{cid}/report", json={"text": "x", "photos": [big]}, headers=auth("hp"))
+    big = {
+        "content_type": "image/png",
+        "data_base64": base64.b64encode(PNG + b"\0" * 50_000).decode(),
+    }
+    r = httpx.post(
+        f"{base}/cases/{cid}/report", json={"text": "x", "photos": [big]}, headers=auth("hp")
+    )
     assert r.status_code == 413, r.text
-    gif = {"content_type": "image/png", "data_base64": base64.b64encode(b"GIF89a" + b"\0" * 10).decode()}
-    r = httpx.post(f"{base}/cases/{cid}/report", json={"text": "x", "photos": [gif]}, headers=auth("hp"))
+    gif = {
+        "content_type": "image/png",
+        "data_base64": base64.b64encode(b"GIF89a" + b"\0" * 10).decode(),
+    }
+    r = httpx.post(
+        f"{base}/cases/{cid}/report", json={"text": "x", "photos": [gif]}, headers=auth("hp")
+    )
     assert r.status_code == 415 and "image/png" in r.text
     bmp = {"content_type": "image/bmp", "data_base64": "Qk0="}
-    assert httpx.post(f"{base}/cases/{cid}/report", json={"text": "x", "photos": [bmp]}, headers=auth("hp")).status_code == 422
+    assert (
+        httpx.post(
+            f"{base}/cases/{cid}/report", json={"text": "x", "photos": [bmp]}, headers=auth("hp")
+        ).status_code
+        == 422
+    )
     assert httpx.post(f"{base}/cases/{cid}/verify", headers=auth("duty")).status_code == 409
-    assert httpx.post(f"{base}/cases/{cid}/reassign", json={"unit": "nope"}, headers=auth("duty")).status_code == 409
+    assert (
+        httpx.post(
+            f"{base}/cases/{cid}/reassign", json={"unit": "nope"}, headers=auth("duty")
+        ).status_code
+        == 409
+    )
     after = world.sql("SELECT count(*) FROM case_history WHERE action != 'slip.notice'")[0][0]
     assert after == before[0] + 1  # only the sign
     assert not world.photos.exists() or not list(world.photos.iterdir())
@@ -142,7 +205,9 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(world: CaseWorld) -> None:
     assert httpx.get(f"{base}/cases/{cid}", headers=auth("duty")).json()["state"] == "closed"
 
 
-def test_slip_schedule_at_its_edges_escalates_urging_to_the_district_bureau(world: CaseWorld) -> None:
+def test_slip_schedule_at_its_edges_escalates_urging_to_the_district_bureau(
+    world: CaseWorld,
+) -> None:
     _, base = world.server()
     cid = open_case(base, cell="tiexi-yanfen", severity="high")["id"]
     s = POLICY.schedule("aqi_category", "high")
@@ -155,8 +220,12 @@ def test_slip_schedule_at_its_edges_escalates_urging_to_the_district_bureau(worl
     world.set_time(sign_due)
     wait_until(lambda: len(slips(world, cid)) == 2, 10, what="supervision order")
     assert slips(world, cid)[1][1:] == ("supervision", "c0.sign", "tiexi-yanfen-office")
-    assert [c["id"] for c in httpx.get(f"{base}/cases?overdue=true", headers=auth("duty")).json()] == [cid]
-    assert [c["id"] for c in httpx.get(f"{base}/cases?slip=supervision", headers=auth("duty")).json()] == [cid]
+    assert [
+        c["id"] for c in httpx.get(f"{base}/cases?overdue=true", headers=auth("duty")).json()
+    ] == [cid]
+    assert [
+        c["id"] for c in httpx.get(f"{base}/cases?slip=supervision", headers=auth("duty")).json()
+    ] == [cid]
     urge = sign_due + s.urge_after_s
     world.set_time(urge - 0.001)
     time.sleep(0.5)
@@ -189,29 +258,43 @@ def test_alerts_open_cases_readings_are_evidence_and_reopen_links(world: CaseWor
     _, base = world.server()
     alerts.insert_alert(_alert("a1", "sy-m-heping-01", "high"))
     alerts.insert_alert(_alert("a0", "sy-quiet", "low"))  # below the policy's min severity
-    case = wait_until(lambda: httpx.get(f"{base}/cases", headers=auth("duty")).json(), 10, what="case")
-    assert len(case) == 1 and case[0]["unit"] == "heping-nanhu-office" and case[0]["alert_id"] == "a1"
+    case = wait_until(
+        lambda: httpx.get(f"{base}/cases", headers=auth("duty")).json(), 10, what="case"
+    )
+    assert (
+        len(case) == 1 and case[0]["unit"] == "heping-nanhu-office" and case[0]["alert_id"] == "a1"
+    )
     cid = case[0]["id"]
     # the air clears: evidence on the case, which stays open
     alerts.update_alert("a1", {"state": "resolved", "ok_since": T0 + 100, "resolved_at": T0 + 200})
-    wait_until(lambda: httpx.get(f"{base}/cases/{cid}", headers=auth("duty")).json()["normal_since"], 10)
+    wait_until(
+        lambda: httpx.get(f"{base}/cases/{cid}", headers=auth("duty")).json()["normal_since"], 10
+    )
     d = httpx.get(f"{base}/cases/{cid}", headers=auth("duty")).json()
     assert d["state"] == "assigned" and d["evidence"]["normal_since"] == T0 + 100
     assert d["alerts"] == [{"id": "a1", "linked_at": T0, "state": "resolved"}]
     # closed only by verification; a new exceedance within the window re-opens and links
     for who, action in (("hp", "sign"), ("hp", "report"), ("duty", "verify")):
         body = {"text": "done"} if action == "report" else None
-        assert httpx.post(f"{base}/cases/{cid}/{action}", json=body, headers=auth(who)).status_code == 200
+        assert (
+            httpx.post(f"{base}/cases/{cid}/{action}", json=body, headers=auth(who)).status_code
+            == 200
+        )
     world.set_time(T0 + 3600)
     alerts.insert_alert(_alert("a2", "sy-m-heping-01", "medium", at=T0 + 3600))
-    new = wait_until(lambda: [c for c in httpx.get(f"{base}/cases?state=assigned", headers=auth("duty")).json()], 10)
+    new = wait_until(
+        lambda: [c for c in httpx.get(f"{base}/cases?state=assigned", headers=auth("duty")).json()],
+        10,
+    )
     assert new[0]["reopened_from"] == cid and new[0]["id"] != cid
     assert world.sql("SELECT case_id FROM case_intake WHERE alert_id='a0'") == [(None,)]
     state.close()
 
 
 def _expected(world: CaseWorld, now: float) -> set[tuple]:
-    rows = world.sql("SELECT id, rule, severity, state, opened_at, cycle, cycle_started_at FROM cases")
+    rows = world.sql(
+        "SELECT id, rule, severity, state, opened_at, cycle, cycle_started_at FROM cases"
+    )
     out = set()
     for r in rows:
         c = CaseClock(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
@@ -224,7 +307,12 @@ def test_server_killed_mid_schedule_loses_and_repeats_no_slip(world: CaseWorld) 
     cells = ["heping-nanhu", "tiexi-yanfen", "tiexi-xinghua", "shenhe-wenyi"]
     ids = []
     for i in range(200):  # distinct (station, rule, parameter): stationless, parameter varies
-        body = {"cell": cells[i % 4], "rule": "aqi_category", "parameter": f"p{i}", "severity": "high"}
+        body = {
+            "cell": cells[i % 4],
+            "rule": "aqi_category",
+            "parameter": f"p{i}",
+            "severity": "high",
+        }
         ids.append(httpx.post(f"{base}/cases", json=body, headers=auth("duty")).json()["id"])
     wait_until(lambda: len(slips(world)) == 200, 20, what="notices")
     later = T0 + 30 * 86400  # every supervision order and urging of signing and reporting
@@ -247,7 +335,12 @@ def test_two_servers_never_repeat_a_slip(world: CaseWorld) -> None:
     _, base = world.server()
     _, base2 = world.server()
     for i in range(150):
-        body = {"cell": "tiexi-yanfen", "rule": "water_class", "parameter": f"p{i}", "severity": "critical"}
+        body = {
+            "cell": "tiexi-yanfen",
+            "rule": "water_class",
+            "parameter": f"p{i}",
+            "severity": "critical",
+        }
         b = base if i % 2 else base2
         assert httpx.post(f"{b}/cases", json=body, headers=auth("duty")).status_code == 201
     for step in range(1, 8):

@@ -42,15 +42,27 @@ def test_random_sequences_keep_the_invariants(steps: list, severity: str) -> Non
             if kind == "jump":
                 now += arg
             elif kind == "open":
-                c = cases.open_case(rule="aqi_category", parameter=f"p{len(ids)}",
-                                    severity=severity, at=now, actor="t", cell="tiexi-yanfen")  # fmt: skip
+                c = cases.open_case(
+                    rule="aqi_category",
+                    parameter=f"p{len(ids)}",
+                    severity=severity,
+                    at=now,
+                    actor="t",
+                    cell="tiexi-yanfen",
+                )
                 ids.append(c["id"])
             elif kind in ACTIONS and ids:
                 cid = ids[int(arg) % len(ids)]
                 unit = "heping-nanhu-office" if kind == "reassign" else None
                 try:
-                    cases.act(cid, kind, at=now, actor="t", unit=unit,
-                              report={"text": "x"} if kind == "report" else None)  # fmt: skip
+                    cases.act(
+                        cid,
+                        kind,
+                        at=now,
+                        actor="t",
+                        unit=unit,
+                        report={"text": "x"} if kind == "report" else None,
+                    )
                 except TransitionError:
                     pass
             sched.run_pass(now)
@@ -63,8 +75,12 @@ def test_random_sequences_keep_the_invariants(steps: list, severity: str) -> Non
         for r in state.query("SELECT id, state, verified_at, closed_at FROM cases"):
             if r["state"] == "closed":
                 assert r["verified_at"] is not None and r["verified_at"] <= r["closed_at"]
-                acts = [a for (a,) in state.query(
-                    "SELECT action FROM case_history WHERE case_id=? ORDER BY id", (r["id"],))]  # fmt: skip
+                acts = [
+                    a
+                    for (a,) in state.query(
+                        "SELECT action FROM case_history WHERE case_id=? ORDER BY id", (r["id"],)
+                    )
+                ]
                 assert acts.index("verified") < acts.index("closed")
             # nothing is due on or after closing
             late = state.query(

@@ -152,9 +152,9 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
         unit: Id | None = None,
         district: Annotated[str, StringConstraints(max_length=64)] | None = None,
         overdue: bool | None = None,
-        slip: Literal[tuple(SLIP_KINDS)] | None = Query(
+        slip: Literal[tuple(SLIP_KINDS)] | None = Query(  # type: ignore[valid-type]
             None, description="has a slip of this type"
-        ),  # type: ignore[valid-type]  # noqa: E501
+        ),
         limit: int = Query(100, ge=1, le=10_000),
         offset: int = Query(0, ge=0),
     ) -> list[dict[str, Any]]:

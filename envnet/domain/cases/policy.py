@@ -67,7 +67,8 @@ class Policy:
         merged = dict(self.defaults)
         for r, s in (("*", severity), (rule, "*"), (rule, severity)):
             merged.update(self.rules.get(r, {}).get(s, {}))
-        return Schedule(**{f.name: merged[f.name] for f in fields(Schedule)})
+        values = {f.name: float(merged[f.name]) for f in fields(Schedule)}
+        return Schedule(**{**values, "urge_max": int(values["urge_max"])})  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Policy:
