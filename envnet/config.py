@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from envnet.domain.alerts.rules import AlertSettings
+from envnet.domain.cases.settings import CaseSettings
 from envnet.domain.reports.settings import ReportSettings, TargetSettings
 
 ENV_PREFIX = "ENVNET_"
@@ -125,6 +126,28 @@ class ServerSettings(_Section):
     # name -> key (TOML table); ENVNET_SERVER_API_KEYS="duty-room:KEY1,ops:KEY2" or JSON.
     api_keys: dict[str, str] = Field(default_factory=dict)
     public_url: str = ""
+    # What each named key may do with cases (docs/cases.md): name -> "duty_room", "reviewer",
+    # "admin" or "unit:<unit id>" (a unit sees and acts on its own cases only). A key not
+    # listed here keeps the rights it always had (admin). ENVNET_SERVER_KEY_ROLES takes
+    # "duty-room:duty_room,heping:unit:hp-bureau" or JSON.
+    key_roles: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("key_roles", mode="before")
+    @classmethod
+    def _parse_roles(cls, v):
+        return parse_api_keys(v) if isinstance(v, str) else v
+
+    @field_validator("key_roles")
+    @classmethod
+    def _check_roles(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, role in v.items():
+            kind, _, unit = role.partition(":")
+            if kind not in KEY_ROLES or (kind == "unit") != bool(unit.strip()):
+                raise ValueError(
+                    f"role of {name!r} must be one of duty_room, reviewer, admin, unit:<unit id>"
+                    f" (got {role!r})"
+                )
+        return v
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -140,6 +163,9 @@ class ServerSettings(_Section):
     def _admin_key_unique(self) -> ServerSettings:
         if self.api_key and self.api_key in self.api_keys.values():
             raise ValueError("api_keys: a named key equals server.api_key (the 'admin' key)")
+        unknown = sorted(set(self.key_roles) - set(self.api_keys) - {"admin"})
+        if unknown:
+            raise ValueError(f"key_roles: no key named {', '.join(unknown)} in server.api_keys")
         return self
 
     @field_validator("listen")
@@ -151,6 +177,7 @@ class ServerSettings(_Section):
         return v
 
 
+KEY_ROLES = ("duty_room", "reviewer", "admin", "unit")
 API_KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
@@ -305,6 +332,7 @@ class Settings(_Section):
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()  # docs/reports.md
     targets: TargetSettings = TargetSettings()  # plan targets, docs/reports.md
+    cases: CaseSettings = CaseSettings()  # the supervision loop, docs/cases.md
 
     @property
     def server_host_port(self) -> tuple[str, int]:

@@ -193,4 +193,8 @@ def create_app(settings: Settings) -> FastAPI:
     from server import pages
 
     pages.install(app, settings, store, STALE_AFTER_INTERVALS)  # /public, /console, /docs
+
+    from server.routers import cases as cases_api
+
+    cases_api.install(app, settings, store)  # /cases, /units, /cells, the slip scheduler
     return app

@@ -101,3 +101,28 @@ def require_api_key(
 
 
 ApiKeyName = Annotated[str, Depends(api_key_name)]
+
+
+# -- roles on named keys (cases, docs/cases.md) -------------------------------------------------
+class Role:
+    """What a key may do with cases: duty_room, reviewer, admin, or unit (with its unit id)."""
+
+    __slots__ = ("name", "kind", "unit")
+
+    def __init__(self, name: str, kind: str, unit: str | None = None) -> None:
+        self.name, self.kind, self.unit = name, kind, unit
+
+
+def role_of(settings: Settings | None, key_name: str) -> Role:
+    """server.key_roles[name]; a key without a role (and `admin`) keeps full rights."""
+    spec = settings.server.key_roles.get(key_name, "admin") if settings else "admin"
+    kind, _, unit = spec.partition(":")
+    return Role(key_name, kind, unit or None)
+
+
+def caller_role(request: Request, who: ApiKeyName) -> Role:
+    """FastAPI dependency: the caller's role (after the key checks of api_key_name)."""
+    return role_of(getattr(request.app.state, "settings", None), who)
+
+
+CallerRole = Annotated[Role, Depends(caller_role)]

@@ -27,6 +27,9 @@ def provision_command(
     site: Annotated[str, typer.Option(help="site name / address")],
     board: Annotated[str, typer.Option(help="board profile in hardware/boards/")],
     district: str | None = None,
+    cell: Annotated[
+        str | None, typer.Option(help="grid cell (street / township) whose unit answers for it")
+    ] = None,
     river: str | None = None,
     section: str | None = None,
     target_class: Annotated[str | None, typer.Option(help="water target class I..V")] = None,
@@ -73,6 +76,7 @@ def provision_command(
             acl_file or out / "mosquitto.acl",
             {
                 "district": district,
+                "cell": cell,
                 "river": river,
                 "section": section,
                 "target_class": target_class,

@@ -24,20 +24,31 @@ from envnet.devkit.services import InfluxDB, Mosquitto, free_port
 from envnet.store.state import SqliteStateStore
 from envnet.store.users import UserStore
 
+SITE_FILE = resources.files("envnet.devkit").joinpath("sites/shenyang.json")
+# The demo's keys and their roles (docs/cases.md): the duty room, a unit that answers in time
+# (the Hunhezhan street office: the Hun River incident and the Hunnan micro station), and one
+# that stays silent (the Yanfen street office in Tiexi) and is escalated to its district bureau.
+DUTY_KEY, PROMPT_KEY, SILENT_KEY = "demo-duty-room", "demo-hunhe-office", "demo-yanfen-office"
+PROMPT_UNIT, SILENT_UNIT = "hunnan-hunhe-office", "tiexi-yanfen-office"
+
 
 def shenyang_sites() -> list[dict]:
-    text = (
-        resources.files("envnet.devkit").joinpath("sites/shenyang.json").read_text(encoding="utf-8")
-    )
-    return json.loads(text)["stations"]
+    return json.loads(SITE_FILE.read_text(encoding="utf-8"))["stations"]
+
+
+def station_cells() -> dict[str, str]:
+    return json.loads(SITE_FILE.read_text(encoding="utf-8"))["grid"]["station_cells"]
 
 
 def add_network(fleet: Fleet, t0: float, wall0: float) -> None:
     """Register and create the miniature Shenyang network on the compressed demo clock."""
     clock = {"time_scale": scenario.TIME_SCALE, "t0": t0, "wall0": wall0}
     data_interval = scenario.WALL_INTERVAL_S * scenario.TIME_SCALE
+    cells = station_cells()
     for n, site in enumerate(shenyang_sites()):
         meta = {k: v for k, v in site.items() if k not in ("id", "kind")}
+        if site["id"] in cells:
+            meta["cell"] = cells[site["id"]]  # as `envnet provision --cell` records it
         fleet.add(
             site["id"], site["kind"], meta, seed=n + 1, sim=clock, data_interval_s=data_interval
         )
@@ -56,7 +67,9 @@ def play(fleet: Fleet, t0: float, wall0: float, stop: threading.Event) -> None:
             scenario.write_overrides(st.workdir, values)
 
 
-def write_config(path: Path, mqtt_port: int, influx_url: str, var: Path, http_port: int) -> None:
+def write_config(
+    path: Path, mqtt_port: int, influx_url: str, var: Path, http_port: int, t0: float, wall0: float
+) -> None:
     path.write_text(
         f"""# Written by `envnet demo`; every key can be overridden as ENVNET_<SECTION>_<KEY>.
 [mqtt]
@@ -80,6 +93,20 @@ max_future_s = {366 * 86400}
 [server]
 listen = "127.0.0.1:{http_port}"
 api_key = "demo-key"
+api_keys = {{ duty-room = "{DUTY_KEY}", hunhe = "{PROMPT_KEY}", yanfen = "{SILENT_KEY}" }}
+[server.key_roles]
+duty-room = "duty_room"
+hunhe = "unit:{PROMPT_UNIT}"
+yanfen = "unit:{SILENT_UNIT}"
+
+[cases]
+# Cells and units of the demo site (illustrative names); the cases' clock is the data clock.
+grid_file = "{SITE_FILE}"
+photos_dir = "{var / "case-photos"}"
+tick_s = 1.0
+clock_scale = {scenario.TIME_SCALE}
+clock_t0 = {t0}
+clock_wall0 = {wall0}
 
 [pages]
 # The demo serves plain http on localhost: the console's cookies cannot be Secure-only here.
@@ -91,7 +118,7 @@ cookie_secure = false
 # One console login per role (docs/pages.md); printed by `make demo`, for this machine only.
 DEMO_USERS: tuple[tuple[str, str, str | None, str], ...] = (
     ("duty", "duty_room", None, "demo-duty-room"),
-    ("unit-heping", "unit", "heping-district", "demo-unit-heping"),
+    ("unit-hunhe", "unit", PROMPT_UNIT, "demo-unit-hunhe"),
     ("reviewer", "reviewer", None, "demo-reviewer"),
     ("admin", "admin", None, "demo-admin-pass"),
 )
@@ -107,6 +134,28 @@ def add_demo_users(store_path: Path) -> None:
                 users.add(name, password, role, unit)
     finally:
         store.close()
+
+
+def answer_cases(base: str, stop: threading.Event) -> None:
+    """The prompt unit and the duty room, played by the demo: sign what arrives, report after
+    a little while, verify reports. The silent unit is not played: the slips do their work."""
+    import httpx
+
+    unit = {"Authorization": f"Bearer {PROMPT_KEY}"}
+    duty = {"Authorization": f"Bearer {DUTY_KEY}"}
+    while not stop.wait(5.0):
+        try:
+            for c in httpx.get(f"{base}/cases?state=assigned", headers=unit, timeout=5).json():
+                httpx.post(f"{base}/cases/{c['id']}/sign", json={"note": "已签收"}, headers=unit)
+            for c in httpx.get(f"{base}/cases?state=signed", headers=unit, timeout=5).json():
+                body = {"text": "已现场排查并处置 (demo)", "lat": 41.75, "lon": 123.45}
+                httpx.post(f"{base}/cases/{c['id']}/report", json=body, headers=unit)
+            for c in httpx.get(f"{base}/cases?state=reported", headers=duty, timeout=5).json():
+                httpx.post(
+                    f"{base}/cases/{c['id']}/verify", json={"note": "复核通过"}, headers=duty
+                )
+        except (httpx.HTTPError, ValueError, TypeError):
+            continue  # the server is not up yet, or is stopping
 
 
 def _spawn(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
@@ -138,14 +187,14 @@ def run_demo(
         influx.start()
         http_port = free_port()
         cfg_path = var / "envnet.toml"
-        write_config(cfg_path, mosq.port, influx.url, var, http_port)
+        wall0 = time.time()
+        t0 = wall0 - scenario.START_DAYS_AGO * 86400
+        write_config(cfg_path, mosq.port, influx.url, var, http_port, t0, wall0)
         settings = load_config(cfg_path, environ={})
         add_demo_users(Path(settings.store.path))
         procs.append(_spawn(["gateway", "--config", str(cfg_path)], var / "gateway.log", var))
         procs.append(_spawn(["server", "--config", str(cfg_path)], var / "server.log", var))
         fleet = Fleet(settings, var / "sim", interval_s=interval_s)
-        wall0 = time.time()
-        t0 = wall0 - scenario.START_DAYS_AGO * 86400
         add_network(fleet, t0, wall0)
         fleet.add_generated(air, water)
         fleet.start()
@@ -155,6 +204,8 @@ def run_demo(
             f"                  {role:<10} {name} / {pw}" + (f"   (unit {unit})" if unit else "")
             for name, role, unit, pw in DEMO_USERS
         )
+
+        threading.Thread(target=answer_cases, args=(base, stop), daemon=True).start()
         print(
             f"""
 envnet demo: Shenyang in miniature, {len(fleet.stations)} stations running the real firmware.
@@ -167,6 +218,15 @@ hourly AQI alerts open within a few minutes, escalate, and resolve as the air cl
   alerts          {base}/alerts
                   ack: curl -X POST -H 'Authorization: Bearer demo-key' {base}/alerts/ID/ack
   API docs        {base}/docs   {base}/redoc   (served offline)
+
+  cases           envnet cases --url {base} --api-key {DUTY_KEY} [--overdue]
+                  envnet case show ID --url {base} --api-key {DUTY_KEY}
+                  The Hunhezhan office ({PROMPT_UNIT}) signs, reports and is verified in
+                  time; the Yanfen office ({SILENT_UNIT}) stays silent: watch its cases get a
+                  督办单 (supervision order), then a 催办单 (urging) sent to tiexi-bureau:
+                  curl -H 'Authorization: Bearer {DUTY_KEY}' '{base}/cases?unit={SILENT_UNIT}'
+                  ranking: {base}/reports/supervision?period=week (same header)
+  API docs        {base}/docs
   stations        {base}/stations
   MQTT broker     mqtt://127.0.0.1:{mosq.port}   (mosquitto_sub -p {mosq.port} -t 'envnet/v1/#' -v)
   InfluxDB        {influx.url}  database "envnet"

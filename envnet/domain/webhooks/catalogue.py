@@ -34,9 +34,10 @@ CATALOGUE: tuple[EventKind, ...] = (
     ),
     EventKind(
         "alert.escalated",
-        "告警升级(催办)",
-        "alert escalated (reminder)",
-        "an open alert was not acknowledged in time; re-sent as a reminder at a higher severity",
+        "告警级别升级",
+        "alert severity escalated",
+        "a worse reading raised an open alert's severity (an acknowledged alert re-opens); "
+        "reminders and urging when time passes are case slips (`case.slip`)",
     ),
     EventKind(
         "alert.acknowledged",
@@ -62,6 +63,39 @@ CATALOGUE: tuple[EventKind, ...] = (
         "重污染天气预警等级变化",
         "heavy-pollution episode level changed",
         "the observed heavy-pollution level (yellow / orange / red, 黄色/橙色/红色预警) changed",
+    ),
+    EventKind(
+        "case.opened",
+        "督办案件已交办",
+        "case opened",
+        "a case was opened from an alert (by the case policy) or by hand, and assigned to the "
+        "responsible unit (docs/cases.md)",
+    ),
+    EventKind(
+        "case.slip",
+        "督办单据",
+        "case slip issued",
+        "a slip fell due: 提示单 notice, 预警单 warning, 督办单 supervision order or 催办单 urging "
+        "(escalated to the parent unit); `slip_type` and `slip_label` say which",
+    ),
+    EventKind("case.signed", "案件已签收", "case signed", "the responsible unit signed the case"),
+    EventKind(
+        "case.reported",
+        "案件已反馈",
+        "case reported",
+        "the unit reported its handling (text, photos, position)",
+    ),
+    EventKind(
+        "case.verified", "案件已核查", "case verified", "the duty room verified the handling"
+    ),
+    EventKind(
+        "case.returned",
+        "案件已退回",
+        "case returned",
+        "the duty room returned the case for more work, with a reason",
+    ),
+    EventKind(
+        "case.closed", "案件已办结", "case closed", "the case closed (only after verification)"
     ),
     EventKind(
         PING,

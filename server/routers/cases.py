@@ -1,0 +1,330 @@
+"""The supervision loop over HTTP: /cases (list, detail, open, sign, report, verify, return,
+reassign), /units, /cells and /reports/supervision (docs/cases.md).
+
+Every route needs an API key; what a key may do is its role (`server.key_roles`): the duty room
+opens, verifies, returns and reassigns; a unit signs and reports its own cases and sees only
+those; a reviewer reads; admin (and any key without a role) may do everything. A unit acting
+on another unit's case gets 403 and leaves an audit row. Times come from the cases' clock
+(server/cases_clock.py), so tests and the demo can move it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from envnet.domain.alerts import RULES, SEVERITIES
+from envnet.domain.cases import SLIP_KINDS, STATES, TransitionError
+from envnet.store.case_queries import list_cases, supervision
+from envnet.store.cases import CaseError, CaseStore, NotFound
+from server.cases_clock import Clock
+from server.security import CallerRole, Role, require_api_key
+
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+CaseId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$", description="The case's id")]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+# Photo types accepted, by their first bytes (the declared type must match the content).
+PHOTO_MAGIC = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
+PERIOD_S = {"week": 7 * 86400, "month": 30 * 86400}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaseCreate(_Body):
+    station: Id | None = Field(None, description="The station (its cell names the unit)")
+    rule: Literal[tuple(RULES)] = Field("water_class")  # type: ignore[valid-type]
+    parameter: Id = Field(description="e.g. pm25, nh3n; 'manual' for a case without one")
+    severity: Literal[tuple(SEVERITIES)] = "medium"  # type: ignore[valid-type]
+    unit: Id | None = Field(None, description="The responsible unit (default: from cell/station)")
+    cell: Id | None = None
+    title: Note = ""
+
+
+class ActNote(_Body):
+    note: Note | None = None
+
+
+class Photo(_Body):
+    content_type: Literal[tuple(PHOTO_MAGIC)]  # type: ignore[valid-type]
+    data_base64: str = Field(max_length=20_000_000)
+
+
+class ReportBody(_Body):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    photos: list[Photo] = Field(default_factory=list, max_length=50)
+
+
+class ReturnBody(_Body):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class ReassignBody(_Body):
+    unit: Id
+    reason: Note | None = None
+
+
+def _invalid(loc: tuple[Any, ...], msg: str) -> RequestValidationError:
+    """A 422 in the same shape as FastAPI's own (a list naming the field)."""
+    return RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
+def _case_error(e: CaseError) -> HTTPException:
+    """409, not 422: the request is well formed, the grid or registry does not fit it (an
+    unknown unit, cell or station; a second open case for one station, rule and parameter)."""
+    return HTTPException(409, str(e))
+
+
+def no_unknown_params(request: Request) -> None:
+    """A misspelt filter (`?overdu=true`) must not silently answer for everything: 422."""
+    route = request.scope.get("route")
+    if route is None:
+        return
+    known: set[str] = set()
+    todo = [route.dependant]
+    while todo:  # the route's own query parameters and those of its dependencies
+        d = todo.pop()
+        known |= {p.alias for p in d.query_params}
+        todo += d.dependencies
+    unknown = [k for k in request.query_params if k not in known]
+    if unknown:
+        raise RequestValidationError(
+            [{"loc": ("query", k), "msg": "unknown query parameter", "type": "extra_forbidden"}
+             for k in unknown]
+        )  # fmt: skip
+    twice = sorted({k for k, _ in request.query_params.multi_items()
+                    if len(request.query_params.getlist(k)) > 1})  # fmt: skip
+    if twice:
+        raise RequestValidationError(
+            [{"loc": ("query", k), "msg": "given more than once", "type": "value_error"}
+             for k in twice]
+        )  # fmt: skip
+
+
+def _case_or_404(cases: CaseStore, case_id: str, now: float) -> dict[str, Any]:
+    c = cases.get(case_id, now)
+    if c is None:
+        raise HTTPException(404, f"case {case_id} is not known")
+    return c
+
+
+def _need(role: Role, *kinds: str) -> None:
+    if role.kind not in (*kinds, "admin"):
+        raise HTTPException(403, f"the key {role.name!r} ({role.kind}) may not do this")
+
+
+def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, photo_count: int):
+    api = APIRouter(
+        tags=["cases"],
+        dependencies=[Depends(require_api_key), Depends(no_unknown_params)],
+        responses={403: {"description": "Wrong key, or its role may not do this"}},
+    )
+    conflict: dict[int | str, dict[str, Any]] = {
+        409: {"description": "The case's state does not allow it, or an unknown unit / cell / "
+              "station, or an open case for the same station, rule and parameter"}
+    }  # fmt: skip
+
+    def own(role: Role, case: dict[str, Any], action: str | None, now: float) -> None:
+        """A unit's key touches only its own cases: 403 (and, for an action, an audit row)."""
+        if role.kind == "unit" and case["unit"] != role.unit:
+            if action is not None:
+                cases.record_refusal(case["id"], role.name, action, f"case of unit {case['unit']}, "
+                                     f"key of unit {role.unit}", now)  # fmt: skip
+            raise HTTPException(403, f"case {case['id']} belongs to another unit")
+
+    @api.get("/cases")
+    def get_cases(
+        role: CallerRole,
+        response: Response,
+        state: Literal[tuple(STATES)] | None = None,  # type: ignore[valid-type]
+        unit: Id | None = None,
+        district: Annotated[str, StringConstraints(max_length=64)] | None = None,
+        overdue: bool | None = None,
+        slip: Literal[tuple(SLIP_KINDS)] | None = Query(  # type: ignore[valid-type]
+            None, description="has a slip of this type"
+        ),
+        limit: int = Query(100, ge=1, le=10_000),
+        offset: int = Query(0, ge=0),
+    ) -> list[dict[str, Any]]:
+        """Cases newest first; `X-Total-Count` gives how many match. A unit's key sees its own."""
+        if role.kind == "unit":
+            if unit is not None and unit != role.unit:
+                raise HTTPException(403, "a unit's key sees its own cases only")
+            unit = role.unit
+        total, rows = list_cases(
+            cases, clock(), state=state, unit=unit, district=district, overdue=overdue,
+            slip=slip, limit=limit, offset=offset,
+        )  # fmt: skip
+        response.headers["X-Total-Count"] = str(total)
+        return rows
+
+    @api.get("/cases/{case_id}")
+    def get_case(role: CallerRole, case_id: CaseId) -> dict[str, Any]:
+        """The case with its slips, history, linked alerts and evidence."""
+        now = clock()
+        own(role, _case_or_404(cases, case_id, now), None, now)
+        return cases.detail(case_id, now)  # type: ignore[return-value]
+
+    @api.post("/cases", status_code=201, responses=conflict)
+    def open_case(role: CallerRole, body: CaseCreate) -> dict[str, Any]:
+        """Open a case by hand (duty room)."""
+        _need(role, "duty_room")
+        try:
+            return cases.open_case(
+                rule=body.rule, parameter=body.parameter, severity=body.severity, at=clock(),
+                actor=role.name, station=body.station, unit=body.unit, cell=body.cell,
+                title=body.title,
+            )  # fmt: skip
+        except CaseError as e:
+            raise _case_error(e) from None
+
+    def act(role: Role, case_id: str, action: str, **kw: Any) -> dict[str, Any]:
+        now = clock()
+        own(role, _case_or_404(cases, case_id, now), action, now)
+        try:
+            return cases.act(case_id, action, at=now, actor=role.name, **kw)
+        except NotFound:
+            raise HTTPException(404, f"case {case_id} is not known") from None
+        except TransitionError as e:
+            raise HTTPException(409, str(e)) from None
+        except CaseError as e:
+            raise _case_error(e) from None
+
+    @api.post("/cases/{case_id}/sign", responses=conflict)
+    def sign(role: CallerRole, case_id: CaseId, body: ActNote | None = None) -> dict[str, Any]:
+        """The responsible unit signs the case (签收)."""
+        _need(role, "unit")
+        return act(role, case_id, "sign", detail={"note": (body or ActNote()).note})
+
+    @api.post(
+        "/cases/{case_id}/report",
+        responses={
+            **conflict,
+            413: {"description": "A photo larger than cases.photo_max_bytes"},
+            415: {"description": "A photo whose content is not its declared type"},
+        },
+    )
+    def report(role: CallerRole, case_id: CaseId, body: ReportBody) -> dict[str, Any]:
+        """The unit reports its handling: text, photos (JPEG/PNG, stored by SHA-256), position."""
+        _need(role, "unit")
+        now = clock()
+        own(role, _case_or_404(cases, case_id, now), "report", now)
+        if len(body.photos) > photo_count:
+            raise _invalid(("body", "photos"), f"at most {photo_count} photos per report")
+        blobs = [_photo(p, photo_max) for p in body.photos]
+        c = cases.get(case_id, now)
+        if c is not None and c["state"] not in ("signed", "handling"):
+            raise HTTPException(409, f"case {case_id} is {c['state']}: nothing to report")
+        shas = [_store_photo(cases, photos_dir, ct, data, now) for ct, data in blobs]
+        rep = {"text": body.text, "lat": body.lat, "lon": body.lon, "photos": shas}
+        return act(role, case_id, "report", report=rep, detail={"photos": shas})
+
+    @api.post("/cases/{case_id}/verify", responses=conflict)
+    def verify(role: CallerRole, case_id: CaseId, body: ActNote | None = None) -> dict[str, Any]:
+        """The duty room verifies the handling; the case closes (only this closes a case)."""
+        _need(role, "duty_room")
+        return act(role, case_id, "verify", detail={"note": (body or ActNote()).note})
+
+    @api.post("/cases/{case_id}/return", responses=conflict)
+    def return_(role: CallerRole, case_id: CaseId, body: ReturnBody) -> dict[str, Any]:
+        """The duty room returns the case for more work, with a reason."""
+        _need(role, "duty_room")
+        return act(role, case_id, "return", detail={"reason": body.reason})
+
+    @api.post("/cases/{case_id}/reassign", responses=conflict)
+    def reassign(role: CallerRole, case_id: CaseId, body: ReassignBody) -> dict[str, Any]:
+        """The duty room gives the case to another unit (it signs again)."""
+        _need(role, "duty_room")
+        return act(role, case_id, "reassign", unit=body.unit, detail={"reason": body.reason})
+
+    @api.get("/cases/photos/{sha256}", response_class=Response)
+    def photo(sha256: Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$")]) -> Response:
+        p = cases.photo(sha256)
+        f = photos_dir / sha256
+        if p is None or not f.is_file():
+            raise HTTPException(404, f"photo {sha256} is not known")
+        return Response(f.read_bytes(), media_type=p["content_type"])
+
+    @api.get("/units", tags=["grid"])
+    def units(district: Annotated[str, StringConstraints(max_length=64)] | None = None):
+        """Responsible units: id, names, kind, district, parent (escalation), contacts."""
+        return cases.grid.units(district)
+
+    @api.get("/cells", tags=["grid"])
+    def cells(district: Annotated[str, StringConstraints(max_length=64)] | None = None):
+        """Grid cells (街道 / 乡镇): district and responsible unit."""
+        return cases.grid.cells(district)
+
+    @api.get("/reports/supervision", tags=["reports"])
+    def supervision_report(period: Literal["week", "month"] = "week") -> dict[str, Any]:
+        """周调度、月排名: per unit and district, cases opened in the last week (7 days) or
+        month (30 days): signed and reported on time, overdue, mean time to close, ranked."""
+        now = clock()
+        return {"period": period, **supervision(cases, now - PERIOD_S[period], now)}
+
+    return api
+
+
+def _photo(p: Photo, limit: int) -> tuple[str, bytes]:
+    try:
+        data = base64.b64decode(p.data_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid(("body", "photos", "data_base64"), "not base64") from None
+    if len(data) > limit:
+        raise HTTPException(413, f"photo larger than {limit} bytes ({len(data)})")
+    if not data.startswith(PHOTO_MAGIC[p.content_type]):
+        raise HTTPException(415, f"photo content is not {p.content_type}")
+    return p.content_type, data
+
+
+def _store_photo(cases: CaseStore, d: Path, content_type: str, data: bytes, now: float) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    d.mkdir(parents=True, exist_ok=True)
+    target = d / sha
+    if not target.exists():
+        tmp = d / f".{sha}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    cases.put_photo(sha, content_type, len(data), now)
+    return sha
+
+
+def install(app: Any, settings: Any, state: Any) -> None:
+    """Cases on an app from create_app: the grid file loaded into the store, the routes, and
+    the scheduler started and stopped with the app's lifespan."""
+    from envnet.domain.cases import load_policy
+    from envnet.store.case_schedule import CaseScheduler
+    from server.cases_clock import make_clock
+    from server.cases_scheduler import CaseSchedulerWorker
+    from server.lifespan import run_with_app
+
+    cfg = settings.cases
+    store = CaseStore(state, load_policy(cfg.policy_file or None), settings)
+    if cfg.grid_file:
+        store.grid.load_file(cfg.grid_file)
+    clock = make_clock(cfg)
+    app.state.cases = store
+    app.state.cases_clock = clock
+    app.include_router(
+        router(store, clock, Path(cfg.photos_dir), cfg.photo_max_bytes, cfg.photo_max_count)
+    )
+    # The scheduler reads and writes on a connection of its own: a pass over many cases then
+    # never holds the request handlers' connection (WAL lets both read at once).
+    from envnet.store.state import SqliteStateStore
+
+    own = CaseStore(SqliteStateStore(settings.store.path), store.policy, settings)
+    worker = CaseSchedulerWorker(CaseScheduler(own), clock, cfg.tick_s, cfg.from_alerts)
+    app.state.case_scheduler = worker
+    run_with_app(app, worker)
