@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alerts_helpers import air_feed, new_evaluator
 
-from envnet.domain.alerts.engine import NETWORK
+from envnet.domain.alerts.model import NETWORK
 
 
 def _days(ev, stations):

@@ -11,7 +11,7 @@ from alerts_helpers import HOUR, T0, air_feed, kinds, new_evaluator, water_feed,
 from envnet.config import Settings
 from envnet.core.standards import UnknownEdition
 from envnet.domain.alerts import AlertSettings, Evaluator, InMemoryAlertStore
-from envnet.domain.alerts.engine import latest_indices
+from envnet.domain.alerts.model import latest_indices
 
 
 def _by_rule(events, rule):

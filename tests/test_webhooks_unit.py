@@ -333,7 +333,7 @@ def emit_change(db: Path, change) -> list[str]:
 
 
 def test_alert_engine_events_map_to_webhook_bodies(box: Outbox, tmp_path: Path) -> None:
-    from envnet.domain.alerts.engine import AlertEvent
+    from envnet.domain.alerts.model import AlertEvent
     from envnet.domain.alerts.repository import Alert
 
     sub = _sub(box, severities=["high"])
@@ -421,7 +421,7 @@ def test_the_docs_show_the_event_catalogue() -> None:
 
 
 def test_offline_alerts_are_also_station_events() -> None:
-    from envnet.domain.alerts.engine import AlertEvent
+    from envnet.domain.alerts.model import AlertEvent
     from envnet.domain.alerts.repository import Alert
 
     alert = Alert(

@@ -2,12 +2,12 @@
 
 Pure logic: the only I/O goes through the AlertStore the caller passes in."""
 
-from envnet.domain.alerts.engine import (
+from envnet.domain.alerts.engine import Evaluator
+from envnet.domain.alerts.lifecycle import acknowledge
+from envnet.domain.alerts.model import (
     AlertEvent,
-    Evaluator,
     IndexRecord,
     StationInfo,
-    acknowledge,
     index_summary,
     latest_indices,
     summary_key,

@@ -5,12 +5,9 @@
     events += ev.tick(now)                                       # every few seconds
     points = ev.drain_results()                                  # AQI / water class records
 
-Lifecycle: at most one open alert per (station, rule, parameter). A bad observation opens
-one (alert.opened) or, when its severity is higher than the alert's, escalates it
-(alert.escalated; an acknowledged alert returns to open, so a person looks again). A person
-acknowledges (alert.acknowledged). The alert resolves (alert.resolved) only once values have
-stayed within the limit for the rule's hold time; any bad value in between restarts the
-hold, so a value oscillating around the limit keeps one alert open instead of flapping.
+What each observation does to the alerts is lifecycle.py's (one open alert per station, rule
+and parameter; open, escalate, acknowledge, resolve after a hold); what the evaluator hands
+out (events, index records, summaries) is model.py's. This module decides what is observed.
 
 Clocks: window rules observe at data time (the end of the window), so offline replays and
 compressed demos evaluate like live data; fault rules observe at receive time, and tick()
@@ -18,25 +15,36 @@ resolves them once their hold has passed while the station is alive. A window wi
 valid data yields no observation at all: no alert, and no resolution either.
 
 Single-threaded: the gateway calls it from one thread. Several gateways must partition the
-stream by station (DESIGN.md); the network-wide episode then runs in one of them.
+stream by station (docs/design.md); the network-wide episode then runs in one of them.
 """
 
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 from envnet.core import contract
 from envnet.core.calendar import DAY, day_label, day_start_at
 from envnet.core.standards import gb3095, gb3838, hj633
 from envnet.core.standards.episodes import assess
 from envnet.domain.alerts import rules
-from envnet.domain.alerts.repository import Alert, AlertStore, HistoryEntry, InMemoryAlertStore
-from envnet.domain.alerts.rules import RULES, AlertSettings, Observation, severity_rank
+from envnet.domain.alerts.lifecycle import Lifecycle, acknowledge
+from envnet.domain.alerts.model import (
+    NETWORK,
+    AlertEvent,
+    IndexRecord,
+    StationInfo,
+    index_summary,
+    is_finite_number,
+    latest_indices,
+    state_key,
+    summary_key,
+)
+from envnet.domain.alerts.repository import AlertStore, InMemoryAlertStore
+from envnet.domain.alerts.rules import RULES, AlertSettings, Observation
 from envnet.domain.alerts.windows import (
     EXCLUDED_FLAGS,
     NOT_EVALUATED_FLAGS,
@@ -46,123 +54,8 @@ from envnet.domain.alerts.windows import (
     StationWindows,
 )
 
-EventType = Literal[
-    "alert.opened", "alert.escalated", "alert.acknowledged", "alert.resolved", "episode.changed"
-]
-NETWORK = "*"  # the station of network-wide alerts; never a valid station id
 EPISODE_KEY = "episode"
 EPISODE_LOOKBACK_DAYS = 7  # red needs 4 days; a week of context is plenty
-
-
-@dataclass(frozen=True, slots=True)
-class AlertEvent:
-    type: EventType
-    at: float  # wall-clock time of the change
-    alert: Alert | None = None
-    episode: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The webhook body."""
-        d: dict[str, Any] = {"type": self.type, "at": self.at}
-        if self.alert is not None:
-            d["alert"] = self.alert.to_dict()
-        if self.episode is not None:
-            d["episode"] = self.episode
-        return d
-
-
-@dataclass(frozen=True, slots=True)
-class IndexRecord:
-    """A computed index: one InfluxDB point (the names the Grafana dashboards query).
-
-    aqi: tags station, window ("1h" real-time / "24h" daily), edition, and district, river,
-    section where the registry has them; fields aqi, level (1-6), category_zh, category_en,
-    colour, primary and exceeding (comma-separated indicators: so2, no2, pm10, co, o3 = O3
-    1-hour, o3_8h = O3 8-hour, pm25), standard, iaqi_<indicator>, c_<indicator> (the report's
-    published concentrations: real-time c_so2 .. c_pm25 1-hour means, c_o3_8h, c_pm10_24h,
-    c_pm25_24h; daily the 24 h means, c_o3_1h_max, c_o3_8h), pm_basis (real-time: "1h" or
-    "24h", the PM concentration its PM IAQI was read from), lat and lon where known.
-    water_class: tags station, edition ("2002", GB 3838's own), district, river, section,
-    target_class ("III"); fields class (Chinese label, "Ⅳ类"), class_en, class_num (1-6,
-    6 = worse than V), provisional (0/1: fewer than the assessment set's parameters), basis
-    and missing (comma-separated assessment-set parameters with / without a value),
-    target_num when the station has a target, exceeding (0/1) only for a complete class with a
-    target, worst (parameters), class_<parameter> (1-6), standard.
-    """
-
-    measurement: Literal["aqi", "water_class"]
-    station: str
-    # hourly: the hour's end (Chinese reporting labels an hour by its end); daily: the CST
-    # day's start
-    ts: float
-    tags: dict[str, str]
-    fields: dict[str, float | int | str]
-
-
-@dataclass(frozen=True, slots=True)
-class StationInfo:
-    """The station metadata the rules read, normalised from the registry's dict.
-
-    Keys read: id (or station), kind, class (or station_class), interval_s, target_class
-    (or target_water_class: 3, "III", "Ⅲ"), waterbody ("river", "lake", "reservoir"),
-    drinking_water_source (or drinking_source), air_grade (1 or 2); for index records also
-    district, river, section, and lat/lon (or coordinates: [lat, lon] or {"lat", "lon"}).
-    """
-
-    id: str
-    kind: str
-    station_class: str
-    interval_s: float
-    target_class: int | None
-    waterbody: gb3838.Waterbody
-    drinking_source: bool
-    air_grade: int | None
-    tags: tuple[tuple[str, str], ...] = ()  # district, river, section
-    lat: float | None = None
-    lon: float | None = None
-    assessment: tuple[str, ...] = gb3838.ASSESSMENT_ITEMS  # water: the class-determining set
-
-    @classmethod
-    def from_meta(
-        cls,
-        meta: Mapping[str, Any] | None,
-        msg: Mapping[str, Any],
-        station: str | None = None,
-        known_kind: str | None = None,
-    ) -> StationInfo:
-        m = meta or {}
-        sid = station or m.get("id") or m.get("station") or msg.get("station")
-        if not sid:
-            raise ValueError(
-                "station id missing: pass station=, station_meta['id'] or a row's 'station'"
-            )
-        # A health or status message carries no kind: keep the one a reading or meta gave.
-        kind = str(m.get("kind") or msg.get("kind") or known_kind or "air")
-        target = m.get("target_class", m.get("target_water_class"))
-        interval = m.get("interval_s") or contract.KINDS.get(kind, {}).get("interval_s", 60)
-        return cls(
-            id=str(sid),
-            kind=kind,
-            station_class=str(m.get("class") or m.get("station_class") or "micro"),
-            interval_s=float(interval),
-            target_class=gb3838.parse_class(target) if target not in (None, "") else None,
-            waterbody="lake" if m.get("waterbody") in ("lake", "reservoir") else "river",
-            drinking_source=bool(m.get("drinking_water_source", m.get("drinking_source", False))),
-            air_grade=int(m["air_grade"]) if m.get("air_grade") else None,
-            tags=tuple((k, str(m[k])) for k in ("district", "river", "section") if m.get(k)),
-            assessment=gb3838.assessment_set(m.get("assessment_params")),
-            **_coordinates(m),
-        )
-
-
-def _coordinates(m: Mapping[str, Any]) -> dict[str, float]:
-    c = m.get("coordinates")
-    if isinstance(c, Mapping):
-        c = (c.get("lat"), c.get("lon"))
-    lat, lon = c if isinstance(c, list | tuple) and len(c) == 2 else (m.get("lat"), m.get("lon"))
-    if not (_number(lat) and _number(lon)):
-        return {}
-    return {"lat": float(lat), "lon": float(lon)}  # type: ignore[arg-type]  # _number checked
 
 
 @dataclass
@@ -193,60 +86,12 @@ def _settings(settings: Any) -> tuple[AlertSettings, str, hj633.RealtimePm]:
     return alerts, edition, getattr(standards, "realtime_pm", hj633.DEFAULT_REALTIME_PM)
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def state_key(station: str) -> str:
-    return f"station:{station}"
-
-
-def summary_key(station: str) -> str:
-    """Where the latest indices' summary is saved: the server's GET /stations list splices it
-    in per station without reading the (much larger) window state."""
-    return f"indices:{station}"
-
-
-# What the station list carries of each latest index (GET /stations/{id} has them whole):
-# enough for a map or a duty-room list, small enough for 10,000 rows per answer.
-_AQI_SUMMARY = ("aqi", "primary", "ts", "day", "pm_basis", "edition")
-_CATEGORY_SUMMARY = ("level", "name_zh", "name_en", "colour_en", "rgb")
-_WATER_SUMMARY = (
-    "overall",
-    "class_zh",
-    "class_en",
-    "provisional",
-    "basis",
-    "missing",
-    "target_class",
-    "meets_target",
-    "ts",
-    "standard",
-    "edition",
-)  # a water class names its standard: GB 3838-2002, edition "2002"
-
-
-def index_summary(latest: Mapping[str, Any]) -> dict[str, Any]:
-    """The latest real-time / daily AQI (value, category, primary pollutants) and water class
-    (with whether it is provisional) of one station, as GET /stations lists them."""
-    out: dict[str, Any] = {}
-    for key in ("aqi_1h", "aqi_24h"):
-        if isinstance(latest.get(key), Mapping):
-            snap = latest[key]
-            out[key] = {k: snap[k] for k in _AQI_SUMMARY if k in snap}
-            cat = snap.get("category")
-            if isinstance(cat, Mapping):
-                out[key]["category"] = {k: cat[k] for k in _CATEGORY_SUMMARY if k in cat}
-    if isinstance(latest.get("water"), Mapping):
-        out["water"] = {k: latest["water"][k] for k in _WATER_SUMMARY if k in latest["water"]}
-    return out
-
-
 class Evaluator:
     def __init__(self, settings: Any = None, store: AlertStore | None = None) -> None:
         self.settings, self.edition, self.realtime_pm = _settings(settings)
         gb3095.validity(self.edition)  # an unknown edition fails here, at start-up
         self.store: AlertStore = store if store is not None else InMemoryAlertStore()
+        self.lifecycle = Lifecycle(self.store, self.settings, self.edition)
         self._stations: dict[str, _Station] = {}
         self._results: list[IndexRecord] = []
         self.data_now: float | None = None  # latest window end seen, drives the episode
@@ -273,7 +118,9 @@ class Evaluator:
         st = self._station(station_meta, reading, station)
         events = self._seen(st, received_at)
         flags: Mapping[str, str] = reading.get("flags") or {}
-        values = {k: float(v) for k, v in (reading.get("values") or {}).items() if _number(v)}
+        values = {
+            k: float(v) for k, v in (reading.get("values") or {}).items() if is_finite_number(v)
+        }
         unsynced = flags.get("*") == "clock"
         # A clock-flagged ts is only the station's estimate: use our receive time, as stored.
         ts = received_at if unsynced else float(reading["ts"])
@@ -315,7 +162,7 @@ class Evaluator:
         st = self._station(station_meta, health, station)
         events = self._seen(st, received_at)
         volts = health.get("battery_v")
-        if isinstance(volts, int | float) and _number(volts):
+        if isinstance(volts, int | float) and is_finite_number(volts):
             events += self._apply(
                 st.info.id, rules.battery(float(volts), received_at, self.settings), received_at, st
             )
@@ -445,7 +292,8 @@ class Evaluator:
             if alert is None:
                 st.open_keys.discard((rule, param))
             elif alert.ok_since is not None and now - alert.ok_since >= self.settings.hold(rule):
-                events.append(self._resolve(alert, alert.last_value, alert.last_at, now, st))
+                last = (alert.last_value, alert.last_at)
+                events.append(self.lifecycle.resolve(alert, *last, now, st.open_keys))
         return events
 
     # --- data quality ----------------------------------------------------------------
@@ -723,160 +571,9 @@ class Evaluator:
         """_apply for the per-message hot path: build the Observation only when it matters."""
         if not bad and (rule, param) not in st.open_keys:
             return []
-        return self._apply(st.info.id, make(), wall, st)
+        return self.lifecycle.apply(st.info.id, make(), wall, st.open_keys)
 
     def _apply(
         self, station: str, obs: Observation, wall: float, st: _Station | None
     ) -> list[AlertEvent]:
-        key = (obs.rule, obs.parameter)
-        if not obs.bad and st is not None and key not in st.open_keys:
-            return []  # the common case: fine, and nothing open to resolve
-        alert = self.store.get_open_alert(station, obs.rule, obs.parameter)
-        if st is not None:
-            (st.open_keys.add if alert else st.open_keys.discard)(key)
-        if obs.bad:
-            if alert is None:
-                return [self._open(station, obs, wall, st)]
-            if severity_rank(obs.severity) > severity_rank(alert.severity):
-                return [self._escalate(alert, obs, wall)]
-            self.store.update_alert(
-                alert.id,
-                {
-                    "last_value": obs.value,
-                    "last_at": obs.at,
-                    "ok_since": None,
-                    "updated_at": wall,
-                },
-            )
-            return []
-        if alert is None:
-            return []
-        ok_since = alert.ok_since if alert.ok_since is not None else obs.at - obs.span_s
-        if obs.at - ok_since >= self.settings.hold(obs.rule):
-            return [self._resolve(alert, obs.value, obs.at, wall, st)]
-        self.store.update_alert(
-            alert.id,
-            {
-                "last_value": obs.value,
-                "last_at": obs.at,
-                "ok_since": ok_since,
-                "updated_at": wall,
-            },
-        )
-        return []
-
-    def _open(self, station: str, obs: Observation, wall: float, st: _Station | None) -> AlertEvent:
-        alert = Alert(
-            id=uuid.uuid4().hex,
-            station=station,
-            rule=obs.rule,
-            parameter=obs.parameter,
-            severity=obs.severity,
-            window=obs.window,
-            value=obs.value,
-            limit=obs.limit,
-            standard=obs.standard,
-            opened_at=obs.at,
-            state="open",
-            last_value=obs.value,
-            last_at=obs.at,
-            clause=obs.clause,
-            edition=obs.edition or self.edition,
-            limit_op=obs.limit_op,
-            unit=obs.unit,
-            category_zh=obs.category_zh,
-            category_en=obs.category_en,
-            created_at=wall,
-            updated_at=wall,
-        )
-        self.store.insert_alert(alert)
-        self._history(alert, "opened", wall)
-        if st is not None:
-            st.open_keys.add((obs.rule, obs.parameter))
-        return AlertEvent("alert.opened", wall, alert)
-
-    def _escalate(self, alert: Alert, obs: Observation, wall: float) -> AlertEvent:
-        changes: dict[str, Any] = {
-            "severity": obs.severity,
-            "value": obs.value,
-            "limit": obs.limit,
-            "limit_op": obs.limit_op,
-            "clause": obs.clause,
-            "category_zh": obs.category_zh,
-            "category_en": obs.category_en,
-            "last_value": obs.value,
-            "last_at": obs.at,
-            "ok_since": None,
-            "state": "open",
-            "updated_at": wall,
-            "escalations": alert.escalations + 1,
-        }
-        self.store.update_alert(alert.id, changes)
-        alert = replace(alert, **changes)
-        self._history(alert, "escalated", wall)
-        return AlertEvent("alert.escalated", wall, alert)
-
-    def _resolve(
-        self, alert: Alert, value: float | None, at: float, wall: float, st: _Station | None
-    ) -> AlertEvent:
-        changes: dict[str, Any] = {
-            "state": "resolved",
-            "resolved_at": wall,
-            "last_value": value,
-            "last_at": at,
-            "updated_at": wall,
-        }
-        self.store.update_alert(alert.id, changes)
-        alert = replace(alert, **changes)
-        self._history(alert, "resolved", wall)
-        if st is not None:
-            st.open_keys.discard((alert.rule, alert.parameter))
-        return AlertEvent("alert.resolved", wall, alert)
-
-    def _history(self, alert: Alert, event: str, wall: float) -> None:
-        self.store.append_history(
-            HistoryEntry(alert.id, wall, event, alert.state, alert.severity, alert.last_value)
-        )
-
-
-def acknowledge(
-    store: AlertStore, alert_id: str, by: str, at: float, note: str | None = None
-) -> AlertEvent | None:
-    """A person acknowledges an open alert (the server's POST /alerts/{id}/ack).
-
-    Returns None when it is already acknowledged or resolved (idempotent); raises KeyError
-    for an unknown id. Usable without an Evaluator: it only needs the store.
-    """
-    alert = store.get_alert(alert_id)
-    if alert is None:
-        raise KeyError(alert_id)
-    if alert.state != "open":
-        return None
-    changes: dict[str, Any] = {
-        "state": "acknowledged",
-        "acknowledged_at": at,
-        "acknowledged_by": by,
-        "updated_at": at,
-    }
-    store.update_alert(alert_id, changes)
-    alert = replace(alert, **changes)
-    store.append_history(
-        HistoryEntry(
-            alert.id,
-            at,
-            "acknowledged",
-            alert.state,
-            alert.severity,
-            alert.last_value,
-            by=by,
-            note=note,
-        )
-    )
-    return AlertEvent("alert.acknowledged", at, alert)
-
-
-def latest_indices(store: AlertStore, station: str) -> dict[str, Any]:
-    """Latest hourly AQI ("aqi_1h"), daily AQI ("aqi_24h") and water class ("water") of a
-    station, as saved by the evaluator: for the server's GET /stations/{id}."""
-    saved = store.load_state(state_key(station)) or {}
-    return dict(saved.get("latest", {}))
+        return self.lifecycle.apply(station, obs, wall, st.open_keys if st is not None else None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from envnet.domain.alerts.engine import NETWORK, AlertEvent
+from envnet.domain.alerts.model import NETWORK, AlertEvent
 from envnet.domain.webhooks.catalogue import EVENT_TYPES, PING
 
 __all__ = ["NETWORK", "Event", "events_for"]
