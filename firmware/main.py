@@ -24,6 +24,8 @@ MAX_TRIES = 3
 # --- boot loader ---------------------------------------------------------------------
 def _read_ptr():
     # ota.json, or its .tmp when a rename over it was cut (FAT: remove, then rename).
+    # The same as lib/ota.py read_ptr, on purpose: the loader may import no firmware module
+    # before it has chosen the slot (it would come from the wrong version).
     import json
     for p in (POINTER, POINTER + ".tmp"):
         try:
