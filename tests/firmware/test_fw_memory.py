@@ -25,7 +25,7 @@ import harness  # noqa: E402
 # Every phase in one run for both kinds on the 64-bit unix port, with a little margin over
 # the bench's figure (bench/bench_firmware.py; docs/firmware.md). Issue 21 aims at 64k: not
 # reached yet, heap fragmentation (largest free block) is what fails first.
-HEAP = "160k"
+HEAP = "192k"
 KEY = secrets.token_bytes(32)
 
 
@@ -67,9 +67,11 @@ def test_short_soak_free_heap_does_not_trend_down(tmp_path, rig):
     # seq: one reading per cycle, none lost across outages and the reboot into the new slot.
     assert pts[-1][2] - pts[0][2] == 699
     # The trend after warm-up (log ring filled, first outage and replay buffer), per segment
-    # between reboots: measured 0.0-0.02 B/cycle.
-    after = [(c, free) for c, free, _, _ in pts if c > 400]
-    before = [(c, free) for c, free, _, _ in pts if 100 < c < 320]
+    # between reboots, over the quiet stretch of every outage period (cycles 20-45 of 100:
+    # outages run 50-60, their buffering and replay make the free heap swing meanwhile).
+    quiet = [(c, free) for c, free, _, _ in pts if 20 <= c % 100 <= 45]
+    before = [p for p in quiet if 100 < p[0] < 320]
+    after = [p for p in quiet if p[0] > 400]
     for seg in (before, after):
         s = harness.slope(seg)
         assert s * 10080 > -2048, f"free heap falls {s:.3f} B/cycle"
