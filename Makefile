@@ -34,7 +34,7 @@ demo: setup
 	$(VENV)/bin/envnet demo --var var
 
 # Lint first: a layering or type error fails in seconds, before the 10-minute suite.
-test: lint
+test: lint fw-compile
 	$(VENV)/bin/pytest -q
 
 # ruff (style and errors), import-linter (the layers in docs/architecture.md), mypy (types).
@@ -49,6 +49,7 @@ fw-compile: setup
 
 bench: setup
 	$(PY) bench/ingest_bench.py
+	$(PY) bench/bench_firmware.py
 
 clean:
 	rm -rf var .pytest_cache

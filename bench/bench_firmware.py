@@ -9,7 +9,14 @@ Prints, and writes into docs/firmware.md between the bench markers:
   - awake time per water-probe deep-sleep cycle;
   - MQTT bytes on the wire per reading, live and replayed.
 
-Usage: .venv/bin/python bench/bench_firmware.py [--no-write]
+  - memory (issue 21): the firmware as .mpy in the flashed layout under a fixed -X heapsize,
+    per phase (boot, sample, publish, replay of 1,000, TLS connect, OTA download+verify,
+    console): the smallest heap that runs boot + that phase (binary search), and at the
+    test heap the live heap after the phase and the largest free block (mem_info's
+    "max free sz", GC blocks x block size); then a soak of 10,080 compressed cycles (7 days
+    of 60 s) with outages and an OTA, printing the slope of the free heap after gc.collect().
+
+Usage: .venv/bin/python bench/bench_firmware.py [--no-write] [--memory-only]
 Needs mosquitto (Debian package). Not a test: figures vary with the machine.
 """
 
@@ -17,6 +24,8 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import harness  # noqa: E402
 
 DOC = harness.ROOT / "docs" / "firmware.md"
+TEST_HEAP = "192k"  # tests/firmware/test_fw_memory.py HEAP
 
 CYCLE = r"""
 import gc, json, micropython, time
@@ -166,6 +176,94 @@ def awake_figures(tmp: Path, port: int, cycles: int = 5) -> dict:
     }
 
 
+def _phase_ok(st: Path, phases: str, kb: int) -> tuple[bool, dict]:
+    for f in ("seq.json", "buf.dat", "buf.dat.meta", "ota.json", "ota.json.tmp", "sim.json"):
+        (st / f).unlink(missing_ok=True)
+    shutil.rmtree(st / "app", ignore_errors=True)
+    r = harness.run_memphases(st, [phases], f"{kb}k")
+    res = harness.parse_phases(r.stdout)
+    ok = len(res) == len(phases.split(",")) and all(v["result"] == "ok" for v in res.values())
+    return ok, res
+
+
+def memory_figures(tmp: Path, soak_cycles: int = 10080) -> dict:
+    key = secrets.token_bytes(32)
+    out: dict = {}
+    with harness.memory_rig(tmp / "rig", key) as rig:
+        for kind in ("air", "water"):
+            st = harness.memory_station(tmp / f"mem-{kind}", rig, key, kind)
+            mins = {}
+            for p in (*harness.PHASES, "all"):
+                phases = {"boot": "boot", "all": ",".join(harness.PHASES)}.get(p, "boot," + p)
+                lo, hi = 24, 320
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    lo, hi = (lo, mid) if _phase_ok(st, phases, mid)[0] else (mid + 1, hi)
+                mins[p] = lo
+                print(f"{kind} {p}: smallest heap {lo} KB", flush=True)
+            _, at = _phase_ok(st, ",".join(harness.PHASES), int(TEST_HEAP.rstrip("k")))
+            out[kind] = {"min": mins, "at": at}
+        st = harness.memory_station(tmp / "mem-modules", rig, key)
+        r = harness.run_memphases(st, ["modules"], "256k")
+        mods = [ln.split() for ln in r.stdout.splitlines() if ln.startswith("MODULE ")]
+        out["modules"] = {m[1]: int(m[2]) for m in mods}
+        st = harness.memory_station(tmp / "mem-soak", rig, key)
+        t0 = time.monotonic()
+        args = ["soak", str(soak_cycles), "500", str(soak_cycles // 2 - 200)]
+        r = harness.run_memphases(st, args, TEST_HEAP, timeout=3600)
+        pts = harness.parse_soak(r.stdout)
+        if len(pts) != soak_cycles:
+            raise SystemExit(f"soak stopped at {len(pts)} cycles:\n{r.stdout[-3000:]}{r.stderr}")
+        half = soak_cycles // 2 - 200  # the OTA, between two outages
+        # Quiet stretches of each outage period (outages at cycles 250-300 of 500), after
+        # warm-up, per segment between the reboots.
+        quiet = [(c, f) for c, f, _, _ in pts if 100 <= c % 500 <= 240]
+        first = [p for p in quiet if 500 < p[0] < half]
+        second = [p for p in quiet if p[0] > half + 500]
+        out["soak"] = {
+            "cycles": soak_cycles,
+            "seconds": time.monotonic() - t0,
+            "slope_before_ota": harness.slope(first),
+            "slope_after_ota": harness.slope(second),
+            "free_min": min(f for _, f, _, _ in pts[100:]),
+            "free_max": max(f for _, f, _, _ in pts[100:]),
+            "seq_span": pts[-1][2] - pts[0][2] + 1,
+        }
+        print(f"soak: {out['soak']}", flush=True)
+    return out
+
+
+def render_memory(m: dict) -> str:
+    rows = [
+        f"| phase | smallest heap, air / water (KB) | at {TEST_HEAP}: live after, air / water "
+        "(KB) | largest free block after, air / water (KB) |",
+        "|---|---|---|---|",
+    ]
+    for p in (*harness.PHASES, "all"):
+        a, w = m["air"], m["water"]
+        if p == "all":
+            rows.append(f"| all phases in one run | {a['min'][p]} / {w['min'][p]} | | |")
+            continue
+        rows.append(
+            f"| {p} | {a['min'][p]} / {w['min'][p]} "
+            f"| {a['at'][p]['alloc'] / 1024:.1f} / {w['at'][p]['alloc'] / 1024:.1f} "
+            f"| {a['at'][p]['largest_free'] / 1024:.1f} / {w['at'][p]['largest_free'] / 1024:.1f} |"
+        )
+    mods = ", ".join(f"{k} {v / 1024:.1f}" for k, v in m["modules"].items())
+    s = m["soak"]
+    rows += [
+        "",
+        f"Live heap each module adds when imported (KB, 64-bit): {mods}.",
+        "",
+        f"Soak: {s['cycles']} cycles in {s['seconds']:.0f} s under -X heapsize={TEST_HEAP}; free "
+        f"heap after gc.collect() {s['free_min'] / 1024:.1f}-{s['free_max'] / 1024:.1f} KB; "
+        f"slope {s['slope_before_ota'] * 1000:+.1f} B per 1,000 cycles before the OTA, "
+        f"{s['slope_after_ota'] * 1000:+.1f} after; seq span {s['seq_span']} for "
+        f"{s['cycles']} cycles.",
+    ]
+    return "\n".join(rows)
+
+
 def render(h: dict, s: dict, a: dict) -> str:
     return "\n".join(
         [
@@ -193,6 +291,12 @@ def render(h: dict, s: dict, a: dict) -> str:
 
 def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as t:
+        mem = render_memory(memory_figures(Path(t)))
+    print(mem)
+    _write(mem, "<!-- bench:memory:start -->", "<!-- bench:memory:end -->", argv)
+    if "--memory-only" in argv:
+        return 0
+    with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         sizes = compile_mpy(tmp / "mpy")
         with harness.broker(tmp) as mq:
@@ -206,15 +310,19 @@ def main(argv: list[str]) -> int:
     )
     print(table)
     print(note)
-    if "--no-write" not in argv and DOC.exists():
-        text = DOC.read_text()
-        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-        if start in text and end in text:
-            head, rest = text.split(start, 1)
-            _, tail = rest.split(end, 1)
-            DOC.write_text(f"{head}{start}\n{table}\n\n{note}\n{end}{tail}")
-            print(f"updated {DOC.relative_to(harness.ROOT)}")
+    _write(f"{table}\n\n{note}", "<!-- bench:start -->", "<!-- bench:end -->", argv)
     return 0
+
+
+def _write(body: str, start: str, end: str, argv: list[str]) -> None:
+    if "--no-write" in argv or not DOC.exists():
+        return
+    text = DOC.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        DOC.write_text(f"{head}{start}\n{body}\n{end}{tail}")
+        print(f"updated {DOC.relative_to(harness.ROOT)}")
 
 
 if __name__ == "__main__":

@@ -39,3 +39,4 @@ stop_for_config = BOARD.stop_for_config
 loader_reset = BOARD.loader_reset
 clock_lost = BOARD.clock_lost
 ota_point = BOARD.ota_point
+fault_point = BOARD.fault_point

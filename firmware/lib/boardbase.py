@@ -58,6 +58,12 @@ class Board:
         # station re-syncs every 6 h); the simulation can take the sync away.
         return False
 
+    def fault_point(self, name):
+        # Named points of the station's work ("boot", "sample", "publish", "replay",
+        # "connect", "command") where the simulated board can raise MemoryError, so
+        # that tests see the station survive one anywhere.
+        pass
+
     def ota_point(self, name, *progress):
         # The OTA code passes named points of an update ("chunk" with (file index,
         # bytes, size) after every chunk written, "verified", "pointer-tmp", "switched",

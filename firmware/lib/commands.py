@@ -2,7 +2,7 @@
 # A request is {"id":..,"op":..,...}; the answer is {"id":..,"ok":true,...} or
 # {"id":..,"ok":false,"error":"..."}. Ops beyond the contract's four (maint, status,
 # readings, wifi, mqtt, log) serve field staff and cost nothing on the wire.
-import config
+# Imported per command and freed after it (Station.command), with config.
 import fsutil
 import log
 
@@ -31,6 +31,7 @@ def _ping(st, req):
 
 
 def _config(st, req):
+    import config
     if "set" in req:
         changed = config.update(st.cfg, req["set"])
         if changed:
@@ -81,6 +82,7 @@ def _maint(st, req):
     on = req.get("on")
     if not isinstance(on, bool):
         raise ValueError("maint needs on: true|false")
+    import config
     config.update(st.cfg, {"maint": on})
     st.apply(["maint"])
     return {"maint": on}

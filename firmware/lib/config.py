@@ -23,7 +23,7 @@ DEFAULTS = {
     "burst_n": 5,  # deep-sleep mode: samples per wake
     "burst_ms": 200,  # ... and the gap between them
     "backoff_max_s": 120,  # reconnect backoff ceiling
-    "buffer": {"slots": 1000, "slot_size": 384, "batch": 10},
+    "buffer": {"slots": 1000, "slot_size": 384, "batch": 10, "replay_bytes": 1536},
     "pm_rh_correction": False,  # EPA 2021 PM2.5 correction (needs an RH sensor)
     "wdt_s": 60,
     "duty": [],  # sensor names slept between windows (e.g. ["pm"] for a PMS5003)

@@ -2,14 +2,19 @@
 # blocking so the station keeps running. One command per line:
 #   status | readings | config [get [key..]] | config set key value | calibrate sensor [k=v..]
 #   wifi | mqtt | log | maint on|off | reboot | help        (append --json for one JSON line)
+# commands and config are imported per line and freed after it (station.command): the
+# console costs only its poll between commands.
 import json
 import sys
 import select
-import commands
-import config
 
 HELP = ("status | readings | config [get [key..]] | config set KEY VALUE | "
         "calibrate SENSOR [k=v..] | wifi | mqtt | log | maint on|off | reboot  (--json)")
+
+
+def _value(text):
+    import config
+    return config.parse_value(text)
 
 
 def parse(line):
@@ -25,7 +30,7 @@ def parse(line):
         if args and args[0] == "set":
             if len(args) != 3:
                 raise ValueError("usage: config set KEY VALUE")
-            req["set"] = {args[1]: config.parse_value(args[2])}
+            req["set"] = {args[1]: _value(args[2])}
         elif args:
             req["get"] = args[1:] if args[0] == "get" else args
     elif op == "calibrate":
@@ -35,7 +40,7 @@ def parse(line):
         kw = {}
         for a in args[1:]:
             k, _, v = a.partition("=")
-            kw[k] = config.parse_value(v)
+            kw[k] = _value(v)
         req["args"] = kw
     elif op == "maint":
         if not args or args[0] not in ("on", "off"):
@@ -116,5 +121,5 @@ class Console:
             if req["op"] == "help":
                 res = {"id": "console", "ok": True, "help": HELP}
             else:
-                res = commands.handle(self.st, req)
+                res = self.st.command(req)
         print(json.dumps(res) if js else _human(res))

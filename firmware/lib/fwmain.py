@@ -7,7 +7,8 @@ import gc
 import sys
 
 
-def run_once(board, log):
+def station(board, log):
+    # -> a booted Station, or "config" when config.json is unusable.
     import config
     try:
         cfg = config.load()
@@ -17,6 +18,25 @@ def run_once(board, log):
     board.init(cfg)
     from station import Station
     st = Station(cfg, board)
+    # config stays loaded only while a command needs it (Station.command): its tables
+    # would otherwise hold heap for the life of the station.
+    del cfg
+    sys.modules.pop("config", None)
+    return st
+
+
+def run_once(board, log):
+    try:
+        st = station(board, log)
+    except MemoryError:
+        # Survived: a fresh boot in a collected heap (ESP32: a reset; the seq store gave
+        # back its block, so seq continues without a gap).
+        gc.collect()
+        log.error("MemoryError at boot (%d free): rebooting" % gc.mem_free())
+        board.reboot()
+        return "reboot"
+    if st == "config":
+        return st
     r = st.run()
     if r == "sleep":
         ms = st.sleep_ms
@@ -25,6 +45,7 @@ def run_once(board, log):
         board.deepsleep(ms)  # ESP32: does not return
     elif r == "reboot":
         log.info("rebooting")
+        st.seq.release()  # the next boot continues this seq exactly
         del st
         gc.collect()
         ota = sys.modules.get("ota")

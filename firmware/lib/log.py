@@ -2,7 +2,8 @@
 # in RAM for the console's `log` command. No levels filtering: the volume is tiny.
 import time
 
-_MAX = 30
+_MAX = 20
+_KEEP = 100  # characters of a line kept for the console (a reading line is ~250)
 _ring = []
 _t0 = time.ticks_ms()
 
@@ -10,7 +11,7 @@ _t0 = time.ticks_ms()
 def _emit(level, msg):
     line = "%.1f %s %s" % (time.ticks_diff(time.ticks_ms(), _t0) / 1000, level, msg)
     print(line)
-    _ring.append(line)
+    _ring.append(line[:_KEEP])
     if len(_ring) > _MAX:
         _ring.pop(0)
 

@@ -9,18 +9,19 @@ import socket
 import struct
 import select
 from time import ticks_ms, ticks_diff
+from micropython import const
 
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-SUBSCRIBE = 0x82
-SUBACK = 0x90
-PINGREQ = 0xC0
-PINGRESP = 0xD0
-DISCONNECT = 0xE0
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
+_DISCONNECT = const(0xE0)
 
-_INBOX_MAX = 4  # incoming messages held while we wait for an ack
+_INBOX_MAX = const(4)  # incoming messages held while we wait for an ack
 
 
 class MQTTError(OSError):
@@ -126,16 +127,16 @@ class MQTTClient:
                 _str(body, self.password)
         body[7] = flags
         pkt = bytearray()
-        _header(pkt, CONNECT, len(body))
+        _header(pkt, _CONNECT, len(body))
         pkt.extend(body)
         self._write(pkt)
         del pkt, body
         typ, b = self._read_packet()
-        if typ != CONNACK or len(b) != 2:
-            raise MQTTError("no CONNACK")
+        if typ != _CONNACK or len(b) != 2:
+            raise MQTTError("no _CONNACK")
         if b[1]:
             # 1 protocol, 2 id rejected, 3 unavailable, 4 bad user/password, 5 not authorised
-            raise MQTTError("CONNACK refused %d" % b[1])
+            raise MQTTError("_CONNACK refused %d" % b[1])
         self._poll = select.poll()
         self._poll.register(self.sock, select.POLLIN)
         self._ping_at = None
@@ -171,7 +172,7 @@ class MQTTClient:
             topic = topic.encode()
         pid = self._next_pid() if qos else 0
         hdr = bytearray()
-        _header(hdr, PUBLISH | qos << 1 | (1 if retain else 0),
+        _header(hdr, _PUBLISH | qos << 1 | (1 if retain else 0),
                 2 + len(topic) + (2 if qos else 0) + len(msg))
         _str(hdr, topic)
         if qos:
@@ -181,9 +182,9 @@ class MQTTClient:
                 hdr[0] |= 0x08  # DUP: same packet id, the broker may have it already
             self._write(hdr)
             self._write(msg)
-            if not qos or self._wait(PUBACK, pid):
+            if not qos or self._wait(_PUBACK, pid):
                 return pid
-        raise MQTTError("no PUBACK")
+        raise MQTTError("no _PUBACK")
 
     def subscribe(self, topic, qos=1):
         pid = self._next_pid()
@@ -191,11 +192,11 @@ class MQTTClient:
         _str(body, topic)
         body.append(qos)
         pkt = bytearray()
-        _header(pkt, SUBSCRIBE, len(body))
+        _header(pkt, _SUBSCRIBE, len(body))
         pkt.extend(body)
         self._write(pkt)
-        if not self._wait(SUBACK, pid):
-            raise MQTTError("no SUBACK")
+        if not self._wait(_SUBACK, pid):
+            raise MQTTError("no _SUBACK")
         if self._acked_rc == 0x80:
             raise MQTTError("subscribe refused")
 
@@ -260,9 +261,9 @@ class MQTTClient:
 
     def _handle(self, typ, b):
         t = typ & 0xF0
-        if t == PINGRESP:
+        if t == _PINGRESP:
             self._ping_at = None
-        elif t == PUBLISH:
+        elif t == _PUBLISH:
             n = struct.unpack("!H", b[:2])[0]
             topic = bytes(b[2:2 + n]).decode()
             i = 2 + n

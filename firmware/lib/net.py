@@ -71,6 +71,7 @@ class Link:
     def connect(self):
         m = self.cfg["mqtt"]
         gc.collect()
+        self.board.fault_point("connect")
         try:
             ssl = tls_context(m["ca"]) if m["tls"] else None
         except (OSError, ValueError) as e:

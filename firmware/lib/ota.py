@@ -123,6 +123,9 @@ def tick(st, budget_ms=TICK_MS):
     j = _job()
     if j:
         j.step(st, budget_ms)
+        if not j.running() and not REBOOT:  # failed: its code leaves the heap
+            for m in ("otajob", "hmac256"):
+                sys.modules.pop(m, None)
     if PENDING and not REBOOT:
         _check_confirm(st)
     if _report is not None:

@@ -129,6 +129,52 @@ class RingBuffer:
                 rno += 1
         return out, rno - self.tail
 
+    def peek_into(self, buf, max_n=10):
+        # The oldest pending records as a JSON array, read from flash straight into buf
+        # (a bytearray longer than a slot): no bytes object per record, no join.
+        # -> (bytes used, records in it, slots spanned). Corrupt records are skipped but
+        # spanned, so that commit() passes them.
+        mv = memoryview(buf)
+        end = len(buf) - 1  # room for the closing bracket
+        n = 1  # after the opening one
+        k = 0
+        rno = self.tail
+        hdr = bytearray(_HLEN)
+        with open(self.path, "rb") as f:
+            while rno < self.head and k < max_n:
+                f.seek((rno % self.slots) * self.slot_size)
+                ln = self._header_into(f, hdr, rno)
+                at = n + 1 if k else n  # after a comma
+                if ln is not None and at + ln > end:
+                    if k:
+                        break  # full: the rest goes in the next batch
+                    ln = None  # cannot fit even alone
+                if ln is not None:
+                    d = mv[at:at + ln]
+                    if f.readinto(d) == ln and crc32(d, crc32(hdr[4:8])) & 0xFFFFFFFF == self._crc:
+                        if k:
+                            buf[n] = 0x2C  # ,
+                        n = at + ln
+                        k += 1
+                    else:
+                        ln = None
+                if ln is None:
+                    self.bad += 1
+                rno += 1
+        buf[0] = 0x5B  # [
+        buf[n] = 0x5D  # ]
+        return n + 1, k, rno - self.tail
+
+    def _header_into(self, f, hdr, rno):
+        # Read a slot header into hdr; -> data length if it is record rno, else None.
+        if f.readinto(hdr) != _HLEN:
+            return None
+        magic, ver, n, r, crc = struct.unpack(_HDR, hdr)
+        if magic != _MAGIC or r != rno or n > self.slot_size - _HLEN:
+            return None
+        self._crc = crc
+        return n
+
     def commit(self, span):
         # The first `span` pending records were delivered.
         self.tail = min(self.head, self.tail + span)

@@ -26,6 +26,12 @@ class SeqStore:
         self.limit = self.next + BLOCK
         fsutil.write_json(self.path, {"next": self.limit, "boot": self.boot})
 
+    def release(self):
+        # Before a deliberate reboot: the next boot continues at exactly self.next, so a
+        # recovery (MemoryError, reboot command) leaves no gap in seq.
+        self.limit = self.next
+        fsutil.write_json(self.path, {"next": self.next, "boot": self.boot})
+
     def take(self):
         if self.next >= self.limit:
             self._reserve()

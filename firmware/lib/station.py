@@ -16,7 +16,6 @@ import time
 from time import ticks_ms, ticks_diff, ticks_add
 import log
 import reading
-import commands
 import health
 from net import Link
 from sampler import Sampler
@@ -26,6 +25,9 @@ from ringbuf import RingBuffer
 FW = "0.2.0"
 _IDLE_MS = 50  # loop granularity: console and MQTT latency
 _RESYNC_MS = 6 * 3600 * 1000
+_OOM_REBOOT = 3  # MemoryErrors in a row before the station reboots to a clean heap
+# Loaded for one command and freed after it (their bytecode lives in the heap on a board).
+_ON_DEMAND = ("commands", "config")
 
 
 def _ms(s):
@@ -47,10 +49,18 @@ class Station:
         self.rtc = rtc or {}
         self.errors = {}
         self.seq = SeqStore(rtc=rtc)
-        b = cfg["buffer"]
-        self.buf = RingBuffer("buf.dat", b["slots"], b["slot_size"], hint=self.rtc.get("rb"))
-        self.sampler = Sampler(cfg["kind"], board.sensors(cfg), self.errors)
-        self.link = Link(cfg, board, self.errors, self.birth)
+        try:
+            board.fault_point("boot")
+            b = cfg["buffer"]
+            self.buf = RingBuffer("buf.dat", b["slots"], b["slot_size"], hint=self.rtc.get("rb"))
+            self.sampler = Sampler(cfg["kind"], board.sensors(cfg), self.errors)
+            self.link = Link(cfg, board, self.errors, self.birth)
+        except MemoryError:
+            self.seq.release()  # no reading was made: the next boot continues at this seq
+            raise
+        self.unsent = None  # a reading made but not yet published nor buffered
+        self.oom = 0  # MemoryErrors in a row
+        self.rbuf = None  # replay payload, built in place (replay())
         self.synced = bool(self.rtc.get("synced")) or board.clock_synced()
         self.sync_at = ticks_ms()
         self.last_reading = None  # (seq, ts) of the newest reading made
@@ -125,20 +135,30 @@ class Station:
         self._clock()
         if not self.synced:
             flags["*"] = "clock"
-        seq = self.seq.take()
+        seq = self.seq.next
         ts = self.board.now()
+        text = reading.encode(seq, ts, self.cfg["kind"], values, flags)
+        self.seq.take()  # only now: a MemoryError above leaves no gap in seq
         self.last_reading = [seq, ts]
-        return reading.encode(seq, ts, self.cfg["kind"], values, flags)
+        self.unsent = text
+        return text
 
     def send_reading(self, text):
         # Live publish if nothing is waiting (keeps order), else to the ring buffer.
+        self.unsent = text
         if not len(self.buf) and self.link.up:
             gc.collect()
+            self.board.fault_point("publish")
             if self.link.publish("reading", text):
+                self.unsent = None
                 self.acked += 1
                 self.pub_bytes = len(text)
                 log.info("reading %s" % text)
                 return True
+        return self._buffer(text)
+
+    def _buffer(self, text):
+        self.unsent = None
         was = len(self.buf)
         dropped = self.buf.dropped
         try:
@@ -153,16 +173,19 @@ class Station:
         return False
 
     def replay(self):
-        # One batch of buffered readings as a JSON array, oldest first.
+        # One batch of buffered readings as a JSON array, oldest first, built in rbuf.
         b = self.cfg["buffer"]
-        items, span = self.buf.peek(b["batch"], 2048)
+        if self.rbuf is None:
+            # One block, made at the first replay and kept, instead of a list, a join
+            # and a concatenation per batch (a long outage replays hundreds of batches).
+            gc.collect()
+            self.rbuf = bytearray(b["replay_bytes"] + b["slot_size"])
+        n, k, span = self.buf.peek_into(self.rbuf, b["batch"])
         if not span:
             return
-        if items:
-            gc.collect()
-            payload = b"[" + b",".join(items) + b"]"
-            del items
-            if not self.link.publish("reading", payload):
+        if k:
+            self.board.fault_point("replay")
+            if not self.link.publish("reading", memoryview(self.rbuf)[:n]):
                 return
             log.info("replayed %d, %d waiting" % (span, len(self.buf) - span))
         self.buf.commit(span)
@@ -187,10 +210,38 @@ class Station:
             req = json.loads(payload)
         except ValueError:
             req = None
-        res = commands.handle(self, req) if req is not None else {
+        res = self.command(req) if req is not None else {
             "id": None, "ok": False, "error": "bad JSON"}
         log.info("cmd %s -> %s" % (req.get("op") if isinstance(req, dict) else "?", res["ok"]))
         self.link.publish("cmd/ack", json.dumps(res))
+
+    def command(self, req):
+        # One command (MQTT or console): its modules are loaded for it and freed after.
+        self.board.fault_point("command")
+        import commands
+        try:
+            return commands.handle(self, req)
+        finally:
+            for m in _ON_DEMAND:
+                sys.modules.pop(m, None)
+
+    def out_of_memory(self, where):
+        # A MemoryError is survived: the session goes (a packet may be half written), the
+        # reading in flight goes to the ring buffer, and after _OOM_REBOOT in a row the
+        # station reboots with its seq saved exactly (a clean heap; the watchdog would
+        # reset a board that cannot even do that).
+        text, self.unsent = self.unsent, None
+        gc.collect()
+        self.oom += 1
+        self.errors["mem"] = self.errors.get("mem", 0) + 1
+        log.error("MemoryError in %s (%d in a row, %d free)" % (where, self.oom, gc.mem_free()))
+        self.link.drop("MemoryError")
+        if text:
+            self._buffer(text)
+        self.health_dirty = True
+        if self.oom >= _OOM_REBOOT:
+            log.error("out of memory: rebooting")
+            self.reboot_requested = True
 
     # --- continuous mode ----------------------------------------------------------
     def _schedule(self):
@@ -215,6 +266,16 @@ class Station:
         return "reboot"
 
     def step(self):
+        try:
+            self._step()
+            self.oom = 0
+        except MemoryError:
+            try:
+                self.out_of_memory("step")
+            except MemoryError:  # not even that: reboot (seq saved by fwmain)
+                self.reboot_requested = True
+
+    def _step(self):
         self.board.feed()
         self.console.tick()
         msg = self.link.tick()
@@ -225,6 +286,7 @@ class Station:
             self.health_dirty = True
         now = ticks_ms()
         if ticks_diff(now, self.next_sample) >= 0:
+            self.board.fault_point("sample")
             self.sampler.sample()
             self.next_sample = ticks_add(self.next_sample, _ms(self.cfg["sample_s"]))
             if ticks_diff(now, self.next_sample) > 0:  # fell behind: do not burst
@@ -250,6 +312,8 @@ class Station:
         ota = sys.modules.get("ota")
         if ota and ota.busy():
             ota.tick(self)
+        if self.unsent:  # a reading a MemoryError left behind: never a gap in seq
+            self._buffer(self.unsent)
 
     def _active_ms(self):
         # Awake stretch before a window closes for duty-cycled sensors: six samples, so
@@ -261,11 +325,21 @@ class Station:
         # One wake: connect while sampling, publish, replay, health when due, sleep.
         # Returns "sleep" (main.py sleeps the board for self.sleep_ms) or "reboot".
         t0 = ticks_ms()
+        try:
+            self._wake()
+        except MemoryError:
+            self.out_of_memory("wake")
+        if self.unsent:
+            self._buffer(self.unsent)
+        return self._sleep(t0)
+
+    def _wake(self):
         cfg = self.cfg
         self.board.feed()
         self.link.tick()  # starts Wi-Fi; MQTT connects once it is up
         n = cfg["burst_n"]
         for i in range(n):
+            self.board.fault_point("sample")
             self.sampler.sample()
             if i < n - 1:
                 self._wait_ms(cfg["burst_ms"])
@@ -294,6 +368,9 @@ class Station:
                              or now - self.rtc.get("health_ts", 0) >= cfg["health_s"]):
             if self.send_health():
                 self.rtc["health_ts"] = now
+
+    def _sleep(self, t0):
+        cfg = self.cfg
         self.link.disconnect()
         self.awake_ms = ticks_diff(ticks_ms(), t0)
         self.sleep_ms = max(0, _ms(cfg["interval_s"]) - self.awake_ms)

@@ -13,6 +13,10 @@
 #                              "download" = half-way through the second file
 #   {"ota_chunk_ms": n}        a slow link: sleep after every OTA chunk
 #   {"ota_free": bytes}        a nearly full flash
+#   {"memory_error": point, "memory_error_id": n}
+#                              raise MemoryError once at that fault point ("boot",
+#                              "sample", "publish", "replay", "connect", "command") or
+#                              OTA point ("chunk"); again for every new memory_error_id
 import json
 import os
 import time
@@ -28,6 +32,7 @@ class SimBoard(Board):
         self._rtc = None  # stands in for RTC memory, which survives deep sleep only
         self._sim = {}
         self._sim_at = None
+        self._fired = None  # the memory_error injection already raised
 
     def init(self, cfg):
         Board.init(self, cfg)
@@ -130,7 +135,17 @@ class SimBoard(Board):
         o = self.sim().get("ota_free")
         return (free if o is None else o), blk
 
+    def fault_point(self, name):
+        s = self.sim()
+        if s.get("memory_error") == name:
+            shot = (name, s.get("memory_error_id"))
+            if shot != self._fired:
+                self._fired = shot
+                print("sim: MemoryError injected at %s" % name)
+                raise MemoryError("injected at %s" % name)
+
     def ota_point(self, name, *progress):
+        self.fault_point(name)
         s = self.sim()
         if name == "chunk":
             if s.get("ota_chunk_ms"):

@@ -507,3 +507,145 @@ class OtaStation:
                 )
             time.sleep(0.05)
         raise TimeoutError(f"{text!r} not in the firmware log:\n" + self.log()[-4000:])
+
+
+# --- memory (tests/firmware/test_fw_memory.py, bench/bench_firmware.py) -------------------
+MEMPHASES = Path(__file__).resolve().with_name("mp_memphases.py")
+PHASES = ("boot", "sample", "publish", "replay", "tls", "ota", "console")
+
+
+def compile_mpy(src: Path, out: Path, *extra: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [MPY_CROSS, *extra, "-o", str(out), str(src)]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"mpy-cross failed on {src}: {r.stderr}")
+
+
+def flash_layout(station: Path) -> Path:
+    """The firmware as `envnet flash --mpy` puts it on a board (envnet/tools/flash.py): main.py
+    (source), board.mpy and lib/*.mpy at the station's root; the simulated board, which stands
+    in for board_esp32.mpy, compiled into simboard/ as well."""
+    station = Path(station)
+    for src, dest in device_sources(FW):
+        if dest == "main.py":
+            shutil.copyfile(src, station / dest)
+        else:
+            compile_mpy(src, station / dest.replace(".py", ".mpy"))
+    sim = install_sim_board(station, FW)
+    for p in sorted(sim.glob("*.py")):
+        compile_mpy(p, p.with_suffix(".mpy"))
+        p.unlink()
+    return station
+
+
+# On a board sys.path is ["", ".frozen", "/lib"]; the simulated board goes first, as in sim.py.
+FLASHED_PATH = f"{SIM_BOARD_DIR}:.:.frozen:lib"
+
+
+def run_memphases(
+    station: Path, args: list[str], heap: str = "64k", timeout: float = 180
+) -> subprocess.CompletedProcess:
+    """mp_memphases.py in a flash_layout() station under `-X heapsize=heap`."""
+    # Compiled too: parsing the driver from source would cost heap no station pays.
+    compile_mpy(MEMPHASES, Path(station) / "mp_memphases.mpy")
+    code = f"import sys\nsys.argv[1:] = {list(args)!r}\nimport mp_memphases\n"
+    return subprocess.run(
+        [MICROPYTHON, "-X", f"heapsize={heap}", "-c", code],
+        cwd=station,
+        env=dict(os.environ, MICROPYPATH=FLASHED_PATH),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def parse_phases(out: str) -> dict[str, dict]:
+    """PHASE lines and their mem_info() -> {phase: {result, alloc, free, largest_free}}."""
+    res: dict[str, dict] = {}
+    cur = None
+    for line in out.splitlines():
+        if line.startswith("PHASE "):
+            _, name, result, alloc, free, word = line.split()
+            cur = res[name] = {"result": result, "alloc": int(alloc), "free": int(free)}
+            cur["block"] = 4 * int(word)  # bytes per GC block (MICROPY_BYTES_PER_GC_BLOCK)
+        elif cur is not None and "max free sz:" in line:
+            cur["largest_free"] = int(line.rsplit(":", 1)[1]) * cur["block"]
+            cur = None
+    return res
+
+
+def parse_soak(out: str) -> list[tuple[int, int, int, int]]:
+    """SOAK lines -> [(cycle, free after gc.collect, next seq, buffered)]."""
+    return [
+        tuple(int(x) for x in ln.split()[1:5])  # type: ignore[misc]
+        for ln in out.splitlines()
+        if ln.startswith("SOAK ")
+    ]
+
+
+def slope(points: list[tuple[int, int]]) -> float:
+    """Least-squares slope of y over x (bytes per cycle for the soak)."""
+    n = len(points)
+    mx = sum(p[0] for p in points) / n
+    my = sum(p[1] for p in points) / n
+    sxx = sum((p[0] - mx) ** 2 for p in points)
+    return sum((p[0] - mx) * (p[1] - my) for p in points) / sxx if sxx else 0.0
+
+
+@contextmanager
+def memory_rig(tmp: Path, key: bytes, version: str = "9.9.9"):
+    """What every memory phase talks to: a Mosquitto with a plain and a TLS listener (test
+    certificates), and a signed release served over HTTP. -> a dict for bench.json plus
+    the config pieces a station needs (port, ca path, fleet key)."""
+    from envnet.devkit.services import Mosquitto, make_test_certs
+
+    tmp = Path(tmp)
+    certs = make_test_certs(tmp / "certs", client_cn=None)
+    rel = tmp / "www" / "ota" / "releases"
+    build_release(rel, version, key)
+    port = _free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+         "--directory", str(tmp / "www")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    mq = Mosquitto(tmp / "mosquitto", tls=certs)
+    try:
+        mq.start()
+        import socket
+
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield {
+            "port": mq.port,
+            "tls_port": mq.tls_port,
+            "ca": certs.ca,
+            "ota_url": f"http://127.0.0.1:{port}/ota/releases/{version}/",
+            "ota_version": version,
+            "broker": mq,
+        }
+    finally:
+        mq.stop()
+        web.terminate()
+        web.wait(10)
+
+
+def memory_station(path: Path, rig: dict, key: bytes, kind: str = "air") -> Path:
+    """A flash_layout() station wired to memory_rig(): config.json, ca.pem, bench.json."""
+    over: dict = {"station_id": "sy-air-001", "kind": "air", "board": "sim-air"}
+    if kind == "water":
+        over = {"station_id": "hun-river-01", "kind": "water", "board": "sim-water"}
+    cfg = ota_station_config(rig["port"], key.hex(), interval_s=60, sample_s=5, **over)
+    cfg["deep_sleep"] = False  # the phases drive the station's steps themselves
+    st = write_station(path, cfg)
+    shutil.copyfile(rig["ca"], st / "ca.pem")
+    (st / "bench.json").write_text(
+        json.dumps({k: rig[k] for k in ("tls_port", "ota_url", "ota_version")})
+    )
+    return flash_layout(st)
