@@ -23,7 +23,9 @@ import browser_helpers as bh
 import httpx
 import pytest
 from conftest import REPO, Proc, wait_until
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from envnet.config import load_config
 from envnet.core import calendar as cal
@@ -234,11 +236,24 @@ def test_api_docs_render_offline(stack: Stack, browser) -> None:
     browser.save_screenshot(str(SHOTS / "docs-redoc.png"))
 
 
+def _gone(element) -> bool:
+    """The element's page has been replaced (Chromium says so in more than one way)."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # stale reference, or "node does not belong to the document"
+        return True
+    return False
+
+
 def login(stack: Stack, driver, name: str, password: str = PASSWORD) -> None:
     visit(stack, driver, "/console/login", ok=False)
     driver.find_element(By.NAME, "name").send_keys(name)
     driver.find_element(By.NAME, "password").send_keys(password)
+    form = driver.find_element(By.ID, "login")
     driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    # Wait for the answer page to replace the form: readyState alone can still be the old
+    # page's, and the next visit would then cancel a POST the server has not answered yet.
+    WebDriverWait(driver, 30).until(lambda _: _gone(form))
     wait_until(lambda: driver.execute_script("return document.readyState") == "complete", 20)
 
 
