@@ -29,6 +29,7 @@ from envnet.domain.cases import SLIP_KINDS, STATES, TransitionError
 from envnet.store.case_queries import list_cases, supervision
 from envnet.store.cases import CaseError, CaseStore, NotFound
 from server.cases_clock import Clock
+from server.routers.bounds import MAX_OFFSET
 from server.security import CallerRole, Role, require_api_key
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -241,7 +242,7 @@ def router(desk: CaseDesk) -> APIRouter:
             None, description="has a slip of this type"
         ),
         limit: int = Query(100, ge=1, le=10_000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> list[dict[str, Any]]:
         """Cases newest first; `X-Total-Count` gives how many match. A unit's key sees its own."""
         if role.kind == "unit":
