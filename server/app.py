@@ -190,11 +190,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     install(app, settings)  # /webhooks, /metrics, JSON errors, body limit, delivery worker
 
-    from server import pages
-
-    pages.install(app, settings, store, STALE_AFTER_INTERVALS)  # /public, /console, /docs
-
     from server.routers import cases as cases_api
 
     cases_api.install(app, settings, store)  # /cases, /units, /cells, the slip scheduler
+
+    from server import pages
+
+    # After the cases API: the console's case pages use its desk (app.state.case_desk).
+    pages.install(app, settings, store, STALE_AFTER_INTERVALS)  # /public, /console, /docs
     return app

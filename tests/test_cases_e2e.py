@@ -209,6 +209,17 @@ def test_slip_schedule_at_its_edges_escalates_urging_to_the_district_bureau(
     world: CaseWorld,
 ) -> None:
     _, base = world.server()
+    # Subscriptions by unit: the unit's own, its district bureau's (the parent), another's.
+    subs = {}
+    for unit in ("tiexi-yanfen-office", "tiexi-bureau", "heping-nanhu-office"):
+        r = httpx.post(
+            f"{base}/webhooks",
+            json={"url": "http://127.0.0.1:9/hook", "events": ["case.opened", "case.slip"],
+                  "units": [unit]},
+            headers=auth("admin"),
+        )  # fmt: skip
+        assert r.status_code == 201 and r.json()["units"] == [unit], r.text
+        subs[unit] = r.json()["id"]
     cid = open_case(base, cell="tiexi-yanfen", severity="high")["id"]
     s = POLICY.schedule("aqi_category", "high")
     wait_until(lambda: slips(world, cid), 10, what="notice")
@@ -243,6 +254,20 @@ def test_slip_schedule_at_its_edges_escalates_urging_to_the_district_bureau(
     assert len({(k, p) for _, k, p, _ in got}) == len(got)
     assert "c0.sign.2" not in [p for _, _, p, _ in got]
     assert ("supervision", "c0.report") in [(k, p) for _, k, p, _ in got]
+
+    def delivered(unit: str) -> list[tuple[str, str | None]]:
+        rows = world.sql(
+            "SELECT e.type, e.body FROM webhook_deliveries d JOIN webhook_events e"
+            " ON e.id = d.event_id WHERE d.subscription_id=? ORDER BY d.seq",
+            (subs[unit],),
+        )
+        return [(t, json.loads(body)["data"].get("slip_type")) for t, body in rows]
+
+    own = delivered("tiexi-yanfen-office")
+    assert own[0] == ("case.opened", None) and len(own) == 1 + len(got)
+    urgings = [k for _, k, _, _ in got if k == "urging"]
+    assert urgings and [k for _, k in delivered("tiexi-bureau")] == urgings  # what went up only
+    assert delivered("heping-nanhu-office") == []
 
 
 def _alert(aid: str, station: str, severity: str, state: str = "open", at: float = T0) -> Alert:

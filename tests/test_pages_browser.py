@@ -6,16 +6,21 @@ Checked: every page loads with zero failed or external requests (the browser's o
 a station's colour and category on the map match its AQI; /docs and /redoc render the
 operations offline; the console's login, acknowledge form and audit row; a form posted without
 its CSRF token is refused; a disabled user cannot log in; login throttling; a role kept out of
-a section. Screenshots go to docs/pages/ (shown in docs/pages.md); load times to
+a section; the case pages: a unit user signs and reports a case (text, photo, position)
+through the forms, the duty room verifies it, a unit user gets the 403 page (and an audit row)
+for another unit's case, a form without its CSRF token changes nothing. Screenshots go to
+docs/pages/ (shown in docs/pages.md); load times to
 docs/pages/load-times.json.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
@@ -23,15 +28,13 @@ import browser_helpers as bh
 import httpx
 import pytest
 from conftest import REPO, Proc, wait_until
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from envnet.config import load_config
 from envnet.core import calendar as cal
 from envnet.core.standards import hj633
 from envnet.devkit import scenario
-from envnet.devkit.demo import shenyang_sites
+from envnet.devkit.demo import SITE_FILE, shenyang_sites
 from envnet.devkit.fleet import Fleet
 from envnet.devkit.services import InfluxDB, Mosquitto, component_env, free_port
 from envnet.store.audit import query_audit
@@ -83,6 +86,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ENVNET_PAGES_COOKIE_SECURE="false",
             ENVNET_PAGES_LOGIN_MAX_FAILURES=str(MAX_FAILURES),
             ENVNET_GATEWAY_MAX_FUTURE_S=str(366 * 86400),
+            ENVNET_CASES_GRID_FILE=str(SITE_FILE),
+            ENVNET_CASES_PHOTOS_DIR=str(tmp / "case-photos"),
         )
         settings = load_config(None, environ=env)
         gw = Proc(["gateway"], env, tmp / "gateway.log").start()
@@ -236,25 +241,166 @@ def test_api_docs_render_offline(stack: Stack, browser) -> None:
     browser.save_screenshot(str(SHOTS / "docs-redoc.png"))
 
 
-def _gone(element) -> bool:
-    """The element's page has been replaced (Chromium says so in more than one way)."""
-    try:
-        element.is_enabled()
-    except WebDriverException:  # stale reference, or "node does not belong to the document"
-        return True
-    return False
-
-
 def login(stack: Stack, driver, name: str, password: str = PASSWORD) -> None:
     visit(stack, driver, "/console/login", ok=False)
     driver.find_element(By.NAME, "name").send_keys(name)
     driver.find_element(By.NAME, "password").send_keys(password)
-    form = driver.find_element(By.ID, "login")
+    # Mark the login page: "complete" must be the next page's, not this one's (the answer
+    # waits for the Argon2 check, and the old page is complete until it arrives).
+    driver.execute_script("document.documentElement.dataset.left = '1'")
     driver.find_element(By.CSS_SELECTOR, "#login button").click()
-    # Wait for the answer page to replace the form: readyState alone can still be the old
-    # page's, and the next visit would then cancel a POST the server has not answered yet.
-    WebDriverWait(driver, 30).until(lambda _: _gone(form))
-    wait_until(lambda: driver.execute_script("return document.readyState") == "complete", 20)
+    wait_until(
+        lambda: driver.execute_script(
+            "return document.readyState === 'complete' && !document.documentElement.dataset.left"
+        ),
+        20,
+        what="the page after login",
+    )
+
+
+def tiny_png(width: int = 24, height: int = 16) -> bytes:
+    """A real PNG (the browser draws it), green, made here so the test needs no image file."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\0" + b"\x2e\x8b\x57" * width for _ in range(height))
+    head = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", head)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def open_case_by_api(stack: Stack, cell: str, title: str) -> str:
+    body = {"cell": cell, "rule": "aqi_category", "parameter": "aqi", "severity": "high",
+            "title": title}  # fmt: skip
+    r = httpx.post(f"{stack.base}/cases", json=body, headers={"Authorization": "Bearer test-key"})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def case_state(stack: Stack, case_id: str) -> str:
+    r = httpx.get(f"{stack.base}/cases/{case_id}", headers={"Authorization": "Bearer test-key"})
+    return r.json()["state"]
+
+
+def attrs(driver, css: str, attr: str) -> set[str]:
+    return {e.get_attribute(attr) for e in driver.find_elements(By.CSS_SELECTOR, css)}
+
+
+def submitted(driver, case_id: str, state: str) -> bool:
+    """The form's redirect has brought the browser back to the case page, in `state`."""
+    found = driver.find_elements(By.ID, "case-state")
+    return (
+        driver.current_url.endswith(f"/console/cases/{case_id}")
+        and bool(found)
+        and found[0].get_attribute("data-state") == state
+    )
+
+
+def test_console_cases_sign_report_verify_refusals(stack: Stack, browser, tmp_path) -> None:
+    # Before the throttling test below: it leaves this client address throttled.
+    stack.add_user("case-duty", "duty_room")
+    stack.add_user("case-hp", "unit", "heping-nanhu-office")
+    mine = open_case_by_api(stack, "heping-nanhu", "南湖街道工地扬尘")
+    theirs = open_case_by_api(stack, "tiexi-yanfen", "艳粉街道露天焚烧")
+
+    def notice_issued() -> bool:
+        r = httpx.get(f"{stack.base}/cases/{mine}", headers={"Authorization": "Bearer test-key"})
+        return any(s["kind"] == "notice" for s in r.json()["slips"])
+
+    wait_until(notice_issued, 30, what="the scheduler's 提示单")
+
+    # A unit user lands on its cases and sees only its unit's.
+    login(stack, browser, "case-hp")
+    assert browser.current_url.endswith("/console/cases")
+    visit(stack, browser, "/console/cases")
+    check_clean(stack, browser, "unit's case list")
+    listed = attrs(browser, "#cases tbody tr[data-case]", "data-case")
+    assert mine in listed and theirs not in listed
+
+    # Another unit's case, opened by URL: the 403 page, an audit row, nothing shown.
+    visit(stack, browser, f"/console/cases/{theirs}", ok=False)
+    assert browser.find_elements(By.CSS_SELECTOR, ".error[data-status='403']")
+    assert "艳粉" not in browser.find_element(By.TAG_NAME, "body").text
+
+    visit(stack, browser, f"/console/cases/{mine}")
+    check_clean(stack, browser, "case page (assigned)")
+    assert "opened" in attrs(browser, "#history tbody tr", "data-action")
+
+    notice = browser.find_element(By.CSS_SELECTOR, "#slips tr[data-slip='notice']")
+    assert "提示单" in notice.text and "notice" in notice.text
+    # The sign form without its CSRF token: refused, the case stays assigned.
+    form = browser.find_element(By.ID, "sign-form")
+    browser.execute_script("arguments[0].querySelector('input[name=csrf]').remove()", form)
+    form.find_element(By.TAG_NAME, "button").click()
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".error[data-status='403']"), 10)
+    assert case_state(stack, mine) == "assigned"
+
+    # Sign, then report with text, a photo and the position, through the forms.
+    visit(stack, browser, f"/console/cases/{mine}")
+    browser.find_element(By.CSS_SELECTOR, "#sign-form input[name=note]").send_keys("已签收")
+    browser.find_element(By.CSS_SELECTOR, "#sign-form button").click()
+    wait_until(lambda: submitted(browser, mine, "signed"), 10, what="signed")
+    photo = tmp_path / "site.png"
+    photo.write_bytes(tiny_png())
+    form = browser.find_element(By.ID, "report-form")
+    form.find_element(By.NAME, "text").send_keys("工地已停工，洒水抑尘 site stopped, watered")
+    form.find_element(By.NAME, "lat").send_keys("41.7784")
+    form.find_element(By.NAME, "lon").send_keys("123.4212")
+    form.find_element(By.NAME, "photos").send_keys(str(photo))
+    form.find_element(By.TAG_NAME, "button").click()
+    wait_until(lambda: submitted(browser, mine, "reported"), 10, what="reported")
+    bh.take_traffic(browser)
+    visit(stack, browser, f"/console/cases/{mine}")
+    check_clean(stack, browser, "case page (reported, with its photo)")
+    img = browser.find_element(By.CSS_SELECTOR, "#reports img.photo")
+    assert browser.execute_script("return arguments[0].naturalWidth", img) == 24
+    assert "41.7784, 123.4212" in browser.find_element(By.CSS_SELECTOR, ".report .position").text
+    d = httpx.get(f"{stack.base}/cases/{mine}", headers={"Authorization": "Bearer test-key"}).json()
+    assert d["state"] == "reported"
+    [rep] = d["evidence"]["reports"]
+    assert (rep["actor"], rep["lat"], rep["lon"]) == ("case-hp", 41.7784, 123.4212)
+    assert len(rep["photos"]) == 1
+    assert not browser.find_elements(By.ID, "verify-form"), "a unit may not verify"
+
+    # The duty room sees every case, filters them, and verifies this one: closed.
+    browser.delete_all_cookies()
+    login(stack, browser, "case-duty")
+    visit(stack, browser, "/console/cases?state=reported")
+    check_clean(stack, browser, "duty room's case list")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#cases tbody tr[data-case]")
+    assert mine in {r.get_attribute("data-case") for r in rows}
+    assert {r.get_attribute("data-state") for r in rows} == {"reported"}
+    visit(stack, browser, "/console/cases")
+    assert {mine, theirs} <= attrs(browser, "#cases tbody tr[data-case]", "data-case")
+    bh.full_screenshot(browser, SHOTS / "console-cases.png")
+    visit(stack, browser, f"/console/cases/{mine}")
+    check_clean(stack, browser, "case page for the duty room")
+    assert not browser.find_elements(By.ID, "report-form"), "the duty room does not report"
+    bh.full_screenshot(browser, SHOTS / "console-case-reported.png")
+    browser.find_element(By.CSS_SELECTOR, "#verify-form input[name=note]").send_keys("现场复核通过")
+    browser.find_element(By.CSS_SELECTOR, "#verify-form button").click()
+    wait_until(lambda: submitted(browser, mine, "closed"), 10, what="closed")
+    assert case_state(stack, mine) == "closed"
+    bh.full_screenshot(browser, SHOTS / "console-case.png")
+
+    # Every action an audit row with the console user's name.
+    store = SqliteStateStore(stack.env["ENVNET_STORE_PATH"])
+    try:
+        rows, _ = query_audit(store, target=mine)
+        acts = {(r.action, r.actor) for r in rows}
+        assert {("case.sign", "case-hp"), ("case.report", "case-hp"),
+                ("case.verify", "case-duty"), ("case.closed", "case-duty")} <= acts  # fmt: skip
+        assert not any(r.action == "case.sign.refused" for r in rows)
+        refused, _ = query_audit(store, action="case.view.refused", target=theirs)
+        assert [r.actor for r in refused] == ["case-hp"]
+    finally:
+        store.close()
 
 
 def test_console_login_ack_csrf_roles_disable_and_throttling(stack: Stack, browser) -> None:
@@ -262,7 +408,8 @@ def test_console_login_ack_csrf_roles_disable_and_throttling(stack: Stack, brows
     stack.add_user("unit-a", "unit", "heping-district")
     stack.add_user("leaver", "reviewer")
     r = stack.cli("users", "list", "--json")
-    assert {json.loads(x)["name"] for x in r.stdout.splitlines()} == {"duty", "unit-a", "leaver"}
+    listed = {json.loads(x)["name"] for x in r.stdout.splitlines()}
+    assert listed - {"case-duty", "case-hp"} == {"duty", "unit-a", "leaver"}  # (the cases test's)
 
     visit(stack, browser, "/console/login")
     check_clean(stack, browser, "login page")

@@ -157,13 +157,25 @@ def test_release_state_file_upgrades_and_every_row_reads(tmp_path):
     assert [a["status_code"] for a in delivered["attempt_log"]] == [200]
     (pending,) = box.list_deliveries(subs[1]["id"])
     assert pending["status"] == "pending"
+    # Version 2 of the webhooks owner: release subscriptions filter by no unit (any), and a
+    # new one can.
+    assert [s["units"] for s in subs] == [[], []]
+    new = box.create_subscription("https://x.example/h", "s" * 16, ["case.slip"], units=["u1"])
+    assert box.get_subscription(new["id"])["units"] == ["u1"]  # type: ignore[index]
     box.close()
 
     assert versions(state.db) == CURRENT
+    assert CURRENT["webhooks"] == 2
     after = _schema(path)
     assert "table:schema_versions" in after
     del after["table:schema_versions"]
-    assert after == before  # version 1 adopted the release's tables as they were
+    # Version 1 adopted the release's tables as they were; the webhooks owner's version 2
+    # added a column to two of its tables, and changed nothing else.
+    changed = {k for k in after if after[k] != before.get(k)}
+    assert changed == {"table:webhook_subscriptions", "table:webhook_events"}
+    assert set(after) == set(before)
+    assert after["table:webhook_subscriptions"].endswith("units TEXT NOT NULL DEFAULT '[]')")
+    assert after["table:webhook_events"].endswith("units TEXT)")
     state.close()
 
 
@@ -202,15 +214,20 @@ def test_release_buffer_and_uplink_files_upgrade(tmp_path):
 
 
 # -- fresh files -----------------------------------------------------------------------------
-def test_fresh_state_file_is_current_and_is_the_release_schema(tmp_path):
+def test_fresh_state_file_is_current_and_is_the_upgraded_release_schema(tmp_path):
     path = tmp_path / "state.db"
     state = _open_all(path)
-    WebhookOutbox(path).close()  # still creates its tables itself, beside the registry
+    WebhookOutbox(path).close()
     assert versions(state.db) == CURRENT
     state.close()
     fresh = _schema(path)
     del fresh["table:schema_versions"]
-    assert fresh == _schema(FIXTURES / "state-0.1.0.db")
+    # A fresh file and the 0.1.0 file upgraded by this code have the same schema.
+    released = _copy("state-0.1.0.db", tmp_path)
+    _open_all(released).close()
+    upgraded = _schema(released)
+    del upgraded["table:schema_versions"]
+    assert fresh == upgraded
 
 
 def test_fresh_buffer_and_uplink_files_are_current(tmp_path):

@@ -133,6 +133,31 @@ def test_fan_out_follows_types_and_filters(box: Outbox) -> None:
     assert _deliveries(box, severe) == ["alert.opened", "station.offline", "episode.changed"]
 
 
+def test_units_filter_sees_the_case_unit_and_an_escalated_slip_parent(box: Outbox) -> None:
+    nanhu = _sub(box, units=["heping-nanhu-office"])
+    bureau = _sub(box, units=["heping-bureau"])
+    tiexi = _sub(box, units=["tiexi-yanfen-office"], events=["case.opened", "case.slip"])
+    assert box.get_subscription(nanhu)["units"] == ["heping-nanhu-office"]
+
+    case = {"id": "c1", "unit": "heping-nanhu-office", "district": "和平区"}
+    nanhu_only = ("heping-nanhu-office",)
+    emit(box, Event("case.opened", case, units=nanhu_only, id="o"))
+    emit(box, Event("case.slip", {**case, "slip_type": "notice"}, units=nanhu_only, id="n"))
+    urging = {**case, "slip_type": "urging"}  # escalated: concerns the parent unit too
+    emit(box, Event("case.slip", urging, units=("heping-nanhu-office", "heping-bureau"), id="u"))
+    # About no responsible unit: an alert's `unit` is its measurement unit, not a filter value.
+    emit(box, Event("alert.opened", {"id": "a1", "station": "sy-001", "unit": "ug/m3"}))
+
+    assert _deliveries(box, nanhu) == ["case.opened", "case.slip", "case.slip", "alert.opened"]
+    assert _deliveries(box, bureau) == ["case.slip", "alert.opened"]
+    assert _deliveries(box, tiexi) == []
+    stored = box._query("SELECT id, units FROM webhook_events ORDER BY created_at, id")
+    assert {r["id"]: r["units"] for r in stored if r["id"] in ("o", "u")} == {
+        "o": '["heping-nanhu-office"]',
+        "u": '["heping-nanhu-office", "heping-bureau"]',
+    }
+
+
 def test_district_comes_from_the_registry(box: Outbox, tmp_path: Path) -> None:
     store = SqliteStateStore(tmp_path / "envnet.db")
     store.register_station(

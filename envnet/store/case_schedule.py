@@ -244,5 +244,7 @@ class CaseScheduler:
             "slip_zh": s["label"]["zh"],
             "slip_en": s["label"]["en"],
         }
-        self.cases._event(c, "case.slip", case, now, f"{slip.kind}:{slip.period}", extra)
+        self.cases._event(
+            c, "case.slip", case, now, f"{slip.kind}:{slip.period}", extra, to_unit=to_unit
+        )
         return s

@@ -141,9 +141,12 @@ class CaseStore:
 
     def _event(
         self, c: sqlite3.Connection, kind: str, case: dict[str, Any], at: float, key: str,
-        extra: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None, to_unit: str | None = None,
     ) -> None:  # fmt: skip
+        """The case's webhook event; subscriptions filtering by unit see the case's unit and,
+        for a slip escalated to the parent unit, that unit too (`to_unit`)."""
         data = {**case, "case_id": case["id"], **(extra or {})}
+        units = tuple(u for u in (case.get("unit"), to_unit) if u)
         emit(
             self.settings,
             Event(
@@ -152,6 +155,7 @@ class CaseStore:
                 station=case.get("station"),
                 district=case.get("district"),
                 severity=case.get("severity"),
+                units=units,
                 id=f"{kind}:{case['id']}:{key}",
                 created_at=at,
             ),

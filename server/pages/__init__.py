@@ -34,7 +34,10 @@ def install(app: FastAPI, settings: Settings, store: SqliteStateStore, stale_aft
     templates = make_templates(settings.reports.timezone)
     views = StationViews(store, stale_after)
     app.include_router(public.router(settings, views, Reports(settings, store), templates))
-    console = Console(settings, store, UserStore(store), views, templates, visible)
+    # The console's case pages act through the API's desk: server/app.py installs the cases
+    # API first.
+    desk = getattr(app.state, "case_desk", None)
+    console = Console(settings, store, UserStore(store), views, templates, visible, desk)
     for r in console_pages.routers(console):
         app.include_router(r)
 

@@ -14,6 +14,8 @@ import base64
 import binascii
 import hashlib
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +29,7 @@ from envnet.domain.cases import SLIP_KINDS, STATES, TransitionError
 from envnet.store.case_queries import list_cases, supervision
 from envnet.store.cases import CaseError, CaseStore, NotFound
 from server.cases_clock import Clock
+from server.routers.bounds import MAX_OFFSET
 from server.security import CallerRole, Role, require_api_key
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -113,19 +116,110 @@ def no_unknown_params(request: Request) -> None:
         )  # fmt: skip
 
 
-def _case_or_404(cases: CaseStore, case_id: str, now: float) -> dict[str, Any]:
-    c = cases.get(case_id, now)
-    if c is None:
-        raise HTTPException(404, f"case {case_id} is not known")
-    return c
-
-
 def _need(role: Role, *kinds: str) -> None:
     if role.kind not in (*kinds, "admin"):
         raise HTTPException(403, f"the key {role.name!r} ({role.kind}) may not do this")
 
 
-def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, photo_count: int):
+# Who may take each action (admin may take every one).
+ACTION_ROLES: dict[str, tuple[str, ...]] = {
+    "sign": ("unit",),
+    "report": ("unit",),
+    "verify": ("duty_room",),
+    "return": ("duty_room",),
+    "reassign": ("duty_room",),
+}
+
+
+@dataclass(frozen=True)
+class CaseDesk:
+    """Reading and acting on cases as a caller with a role: the one place that checks the
+    role, the unit's ownership (403 with an audit row for a refused action), the photos and
+    the state, and maps the store's errors to HTTP statuses. The API routes below and the
+    console's case pages (server/pages/console/cases.py) both go through it; the console
+    turns its HTTPException into its error page."""
+
+    store: CaseStore
+    clock: Clock
+    photos_dir: Path
+    photo_max: int
+    photo_count: int
+
+    def case_for(
+        self, role: Role, case_id: str, action: str | None = None, now: float | None = None
+    ) -> dict[str, Any]:
+        """The case, when `role` may see it: 404 when unknown; 403 when it is another unit's
+        (with an audit row when `action` is given: the API audits refused actions)."""
+        now = self.clock() if now is None else now
+        c = self.store.get(case_id, now)
+        if c is None:
+            raise HTTPException(404, f"case {case_id} is not known")
+        if role.kind == "unit" and c["unit"] != role.unit:
+            if action is not None:
+                self.store.record_refusal(c["id"], role.name, action, f"case of unit {c['unit']}, "
+                                          f"key of unit {role.unit}", now)  # fmt: skip
+            raise HTTPException(403, f"case {c['id']} belongs to another unit")
+        return c
+
+    def detail(self, role: Role, case_id: str, action: str | None = None) -> dict[str, Any]:
+        """GET /cases/{id}: the case with its slips, history, linked alerts and evidence."""
+        now = self.clock()
+        self.case_for(role, case_id, action, now)
+        return self.store.detail(case_id, now)  # type: ignore[return-value]
+
+    def act(self, role: Role, case_id: str, action: str, **kw: Any) -> dict[str, Any]:
+        """sign | verify | return | reassign (report: `report`) as `role`; its audit rows
+        and events carry `role.name`."""
+        _need(role, *ACTION_ROLES[action])
+        now = self.clock()
+        self.case_for(role, case_id, action, now)
+        try:
+            return self.store.act(case_id, action, at=now, actor=role.name, **kw)
+        except NotFound:
+            raise HTTPException(404, f"case {case_id} is not known") from None
+        except TransitionError as e:
+            raise HTTPException(409, str(e)) from None
+        except CaseError as e:
+            raise _case_error(e) from None
+
+    def report(
+        self,
+        role: Role,
+        case_id: str,
+        text: str,
+        lat: float | None,
+        lon: float | None,
+        photos: Sequence[Any],
+        decode: Callable[[Any], tuple[str, bytes]] = lambda p: p,
+    ) -> dict[str, Any]:
+        """The unit's report: text, position and photos (`decode` gives each one's content
+        type and bytes, after the role and ownership checks), each photo checked (count 422,
+        size 413, type 415) and stored by SHA-256 only once the case accepts a report."""
+        _need(role, *ACTION_ROLES["report"])
+        now = self.clock()
+        c = self.case_for(role, case_id, "report", now)
+        if len(photos) > self.photo_count:
+            raise _invalid(("body", "photos"), f"at most {self.photo_count} photos per report")
+        blobs = [decode(p) for p in photos]
+        for content_type, data in blobs:
+            check_photo(content_type, data, self.photo_max)
+        if c["state"] not in ("signed", "handling"):
+            raise HTTPException(409, f"case {case_id} is {c['state']}: nothing to report")
+        shas = [_store_photo(self.store, self.photos_dir, ct, data, now) for ct, data in blobs]
+        rep = {"text": text, "lat": lat, "lon": lon, "photos": shas}
+        return self.act(role, case_id, "report", report=rep, detail={"photos": shas})
+
+    def photo(self, sha256: str) -> tuple[bytes, str]:
+        """A stored photo's bytes and content type; 404 when unknown."""
+        p = self.store.photo(sha256)
+        f = self.photos_dir / sha256
+        if p is None or not f.is_file():
+            raise HTTPException(404, f"photo {sha256} is not known")
+        return f.read_bytes(), p["content_type"]
+
+
+def router(desk: CaseDesk) -> APIRouter:
+    cases, clock = desk.store, desk.clock
     api = APIRouter(
         tags=["cases"],
         dependencies=[Depends(require_api_key), Depends(no_unknown_params)],
@@ -135,14 +229,6 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
         409: {"description": "The case's state does not allow it, or an unknown unit / cell / "
               "station, or an open case for the same station, rule and parameter"}
     }  # fmt: skip
-
-    def own(role: Role, case: dict[str, Any], action: str | None, now: float) -> None:
-        """A unit's key touches only its own cases: 403 (and, for an action, an audit row)."""
-        if role.kind == "unit" and case["unit"] != role.unit:
-            if action is not None:
-                cases.record_refusal(case["id"], role.name, action, f"case of unit {case['unit']}, "
-                                     f"key of unit {role.unit}", now)  # fmt: skip
-            raise HTTPException(403, f"case {case['id']} belongs to another unit")
 
     @api.get("/cases")
     def get_cases(
@@ -156,7 +242,7 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
             None, description="has a slip of this type"
         ),
         limit: int = Query(100, ge=1, le=10_000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> list[dict[str, Any]]:
         """Cases newest first; `X-Total-Count` gives how many match. A unit's key sees its own."""
         if role.kind == "unit":
@@ -173,9 +259,7 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
     @api.get("/cases/{case_id}")
     def get_case(role: CallerRole, case_id: CaseId) -> dict[str, Any]:
         """The case with its slips, history, linked alerts and evidence."""
-        now = clock()
-        own(role, _case_or_404(cases, case_id, now), None, now)
-        return cases.detail(case_id, now)  # type: ignore[return-value]
+        return desk.detail(role, case_id)
 
     @api.post("/cases", status_code=201, responses=conflict)
     def open_case(role: CallerRole, body: CaseCreate) -> dict[str, Any]:
@@ -190,23 +274,10 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
         except CaseError as e:
             raise _case_error(e) from None
 
-    def act(role: Role, case_id: str, action: str, **kw: Any) -> dict[str, Any]:
-        now = clock()
-        own(role, _case_or_404(cases, case_id, now), action, now)
-        try:
-            return cases.act(case_id, action, at=now, actor=role.name, **kw)
-        except NotFound:
-            raise HTTPException(404, f"case {case_id} is not known") from None
-        except TransitionError as e:
-            raise HTTPException(409, str(e)) from None
-        except CaseError as e:
-            raise _case_error(e) from None
-
     @api.post("/cases/{case_id}/sign", responses=conflict)
     def sign(role: CallerRole, case_id: CaseId, body: ActNote | None = None) -> dict[str, Any]:
         """The responsible unit signs the case (签收)."""
-        _need(role, "unit")
-        return act(role, case_id, "sign", detail={"note": (body or ActNote()).note})
+        return desk.act(role, case_id, "sign", detail={"note": (body or ActNote()).note})
 
     @api.post(
         "/cases/{case_id}/report",
@@ -218,44 +289,29 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
     )
     def report(role: CallerRole, case_id: CaseId, body: ReportBody) -> dict[str, Any]:
         """The unit reports its handling: text, photos (JPEG/PNG, stored by SHA-256), position."""
-        _need(role, "unit")
-        now = clock()
-        own(role, _case_or_404(cases, case_id, now), "report", now)
-        if len(body.photos) > photo_count:
-            raise _invalid(("body", "photos"), f"at most {photo_count} photos per report")
-        blobs = [_photo(p, photo_max) for p in body.photos]
-        c = cases.get(case_id, now)
-        if c is not None and c["state"] not in ("signed", "handling"):
-            raise HTTPException(409, f"case {case_id} is {c['state']}: nothing to report")
-        shas = [_store_photo(cases, photos_dir, ct, data, now) for ct, data in blobs]
-        rep = {"text": body.text, "lat": body.lat, "lon": body.lon, "photos": shas}
-        return act(role, case_id, "report", report=rep, detail={"photos": shas})
+        return desk.report(
+            role, case_id, body.text, body.lat, body.lon, body.photos, decode=_decode_photo
+        )
 
     @api.post("/cases/{case_id}/verify", responses=conflict)
     def verify(role: CallerRole, case_id: CaseId, body: ActNote | None = None) -> dict[str, Any]:
         """The duty room verifies the handling; the case closes (only this closes a case)."""
-        _need(role, "duty_room")
-        return act(role, case_id, "verify", detail={"note": (body or ActNote()).note})
+        return desk.act(role, case_id, "verify", detail={"note": (body or ActNote()).note})
 
     @api.post("/cases/{case_id}/return", responses=conflict)
     def return_(role: CallerRole, case_id: CaseId, body: ReturnBody) -> dict[str, Any]:
         """The duty room returns the case for more work, with a reason."""
-        _need(role, "duty_room")
-        return act(role, case_id, "return", detail={"reason": body.reason})
+        return desk.act(role, case_id, "return", detail={"reason": body.reason})
 
     @api.post("/cases/{case_id}/reassign", responses=conflict)
     def reassign(role: CallerRole, case_id: CaseId, body: ReassignBody) -> dict[str, Any]:
         """The duty room gives the case to another unit (it signs again)."""
-        _need(role, "duty_room")
-        return act(role, case_id, "reassign", unit=body.unit, detail={"reason": body.reason})
+        return desk.act(role, case_id, "reassign", unit=body.unit, detail={"reason": body.reason})
 
     @api.get("/cases/photos/{sha256}", response_class=Response)
     def photo(sha256: Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$")]) -> Response:
-        p = cases.photo(sha256)
-        f = photos_dir / sha256
-        if p is None or not f.is_file():
-            raise HTTPException(404, f"photo {sha256} is not known")
-        return Response(f.read_bytes(), media_type=p["content_type"])
+        data, content_type = desk.photo(sha256)
+        return Response(data, media_type=content_type)
 
     @api.get("/units", tags=["grid"])
     def units(district: Annotated[str, StringConstraints(max_length=64)] | None = None):
@@ -277,16 +333,22 @@ def router(cases: CaseStore, clock: Clock, photos_dir: Path, photo_max: int, pho
     return api
 
 
-def _photo(p: Photo, limit: int) -> tuple[str, bytes]:
+def _decode_photo(p: Photo) -> tuple[str, bytes]:
     try:
-        data = base64.b64decode(p.data_base64, validate=True)
+        return p.content_type, base64.b64decode(p.data_base64, validate=True)
     except (binascii.Error, ValueError):
         raise _invalid(("body", "photos", "data_base64"), "not base64") from None
+
+
+def check_photo(content_type: str, data: bytes, limit: int) -> None:
+    """413 over the size limit; 415 for a type not accepted or content not of its type."""
     if len(data) > limit:
         raise HTTPException(413, f"photo larger than {limit} bytes ({len(data)})")
-    if not data.startswith(PHOTO_MAGIC[p.content_type]):
-        raise HTTPException(415, f"photo content is not {p.content_type}")
-    return p.content_type, data
+    magic = PHOTO_MAGIC.get(content_type)
+    if magic is None:
+        raise HTTPException(415, f"photo type {content_type!r}: one of {', '.join(PHOTO_MAGIC)}")
+    if not data.startswith(magic):
+        raise HTTPException(415, f"photo content is not {content_type}")
 
 
 def _store_photo(cases: CaseStore, d: Path, content_type: str, data: bytes, now: float) -> str:
@@ -315,11 +377,11 @@ def install(app: Any, settings: Any, state: Any) -> None:
     if cfg.grid_file:
         store.grid.load_file(cfg.grid_file)
     clock = make_clock(cfg)
+    desk = CaseDesk(store, clock, Path(cfg.photos_dir), cfg.photo_max_bytes, cfg.photo_max_count)
     app.state.cases = store
     app.state.cases_clock = clock
-    app.include_router(
-        router(store, clock, Path(cfg.photos_dir), cfg.photo_max_bytes, cfg.photo_max_count)
-    )
+    app.state.case_desk = desk  # the console's case pages act through it too
+    app.include_router(router(desk))
     # The scheduler reads and writes on a connection of its own: a pass over many cases then
     # never holds the request handlers' connection (WAL lets both read at once).
     from envnet.store.state import SqliteStateStore

@@ -32,6 +32,8 @@ EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 DeliveryStatus = Status
 StationId = Annotated[str, StringConstraints(pattern=contract.STATION_ID_RE.pattern)]
 District = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+# A responsible unit's id (GET /units), as the cases API spells it.
+UnitId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Severity = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
 Secret = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{16,256}$")]
 WebhookId = Annotated[str, Path(min_length=1, max_length=64, description="The webhook's id")]
@@ -78,6 +80,13 @@ class WebhookCreate(BaseModel):
     severities: list[Severity] = Field(
         default_factory=list, max_length=20, description="Only these severities (empty: any)."
     )
+    units: list[UnitId] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Only events about these responsible units (GET /units; empty: any): a "
+        "case's unit, and for a 催办单 escalated to a parent unit that unit too. Events about "
+        "no unit (alerts, stations) pass this filter; choose `events` to leave them out.",
+    )
     description: str = Field("", max_length=500)
 
     @field_validator("url")
@@ -92,7 +101,7 @@ class WebhookCreate(BaseModel):
             raise ValueError("must be an http:// or https:// URL with a host")
         return v
 
-    @field_validator("events", "stations", "districts", "severities")
+    @field_validator("events", "stations", "districts", "severities", "units")
     @classmethod
     def _dedup(cls, v: list[str]) -> list[str]:
         return list(dict.fromkeys(v))
@@ -111,6 +120,7 @@ class Webhook(BaseModel):
     events: list[str]
     stations: list[str]
     districts: list[str]
+    units: list[str]
     severities: list[str]
     description: str
     created_at: float = Field(description="Unix time")
@@ -193,12 +203,14 @@ def create_webhook(
         body.districts,
         body.severities,
         body.description,
+        body.units,
     )
     log.info("webhook %s subscribed: %s %s", sub["id"], body.url, ",".join(body.events))
     audit.record_request(
         request, actor=who, action="webhook.subscription.create", target=sub["id"],
         url=audit.url_for_audit(body.url), events=body.events, stations=body.stations,
-        districts=body.districts, severities=body.severities, description=body.description,
+        districts=body.districts, units=body.units, severities=body.severities,
+        description=body.description,
     )  # fmt: skip
     return {**_view(sub, None), "secret": secret}
 

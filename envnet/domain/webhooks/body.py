@@ -92,11 +92,17 @@ def matches(
     station: str | None,
     district: str | None,
     severity: str | None,
+    units: tuple[str, ...] = (),
 ) -> bool:
     """A subscription wants an event of one of its types; each non-empty filter (stations,
     districts, severities) must contain the event's value when the event has one. Events
-    without the field (episode.changed has no station) pass that filter."""
+    without the field (episode.changed has no station) pass that filter. The units filter
+    wants one of the event's units (a case's responsible unit; an escalated slip concerns the
+    parent unit it went to as well); an event about no unit passes it."""
     if event_type not in sub["events"]:
+        return False
+    wanted = sub.get("units") or ()
+    if wanted and units and not set(units) & set(wanted):
         return False
     for values, value in (
         (sub["stations"], station),

@@ -5,9 +5,10 @@
     events_for(alert_event)   # an AlertEvent -> its webhook events
 
 Give `id` when the same event may be emitted twice (a gateway replaying after a crash): the
-outbox then enqueues it once. `station`, `district` and `severity` are what subscription
-filters match on; each defaults to the data's field of that name (district also to the
-station's registry entry).
+outbox then enqueues it once. `station`, `district`, `severity` and `units` are what
+subscription filters match on; the first three default to the data's field of that name
+(district also to the station's registry entry). `units` (the responsible units of a case,
+docs/cases.md) is never read from the data: an alert's `unit` there is its measurement unit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Event:
     district: str | None = None
     severity: str | None = None
     id: str | None = None
+    units: tuple[str, ...] | None = None  # the responsible units it concerns (cases)
     created_at: float | None = None
 
     def __post_init__(self) -> None:
@@ -50,6 +52,10 @@ class Event:
         district = self.district if self.district is not None else _str(self.data.get("district"))
         severity = self.severity if self.severity is not None else _str(self.data.get("severity"))
         return station, district, severity
+
+    def routing_units(self) -> tuple[str, ...]:
+        """The responsible units the units filter sees (none unless given)."""
+        return tuple(dict.fromkeys(self.units or ()))
 
 
 def _str(v: Any) -> str | None:

@@ -126,6 +126,7 @@ def _insert(
     if event.type == PING and only_subscription is None:
         raise ValueError(f"unknown event type {event.type!r}; one of {', '.join(EVENT_TYPES)}")
     station, district, severity = event.routing()
+    units = event.routing_units()
     event_id = event.id or str(uuid.uuid4())
     now = time.time()
     created_at = now if event.created_at is None else event.created_at
@@ -139,13 +140,22 @@ def _insert(
         raise ValueError(f"event payload is not plain JSON: {e}") from None
     cur = conn.execute(
         "INSERT OR IGNORE INTO webhook_events(id, type, station, district, severity, body, "
-        "created_at) VALUES (?,?,?,?,?,?,?)",
-        (event_id, event.type, station, district, severity, text, created_at),
+        "created_at, units) VALUES (?,?,?,?,?,?,?,?)",
+        (
+            event_id,
+            event.type,
+            station,
+            district,
+            severity,
+            text,
+            created_at,
+            json.dumps(list(units), ensure_ascii=False) if units else None,
+        ),
     )
     if cur.rowcount == 0:
         return event_id, 0  # enqueued before: idempotent
     # Plain tuples: the caller's connection may have any row factory.
-    sql = "SELECT id, events, stations, districts, severities FROM webhook_subscriptions"
+    sql = "SELECT id, events, stations, districts, severities, units FROM webhook_subscriptions"
     if only_subscription is not None:
         rows = conn.execute(f"{sql} WHERE id=?", (only_subscription,)).fetchall()
     else:
@@ -158,8 +168,11 @@ def _insert(
             "stations": json.loads(r[2]),
             "districts": json.loads(r[3]),
             "severities": json.loads(r[4]),
+            "units": json.loads(r[5]),
         }
-        if only_subscription is None and not matches(sub, event.type, station, district, severity):
+        if only_subscription is None and not matches(
+            sub, event.type, station, district, severity, units
+        ):
             continue
         conn.execute(
             "INSERT INTO webhook_deliveries(id, subscription_id, event_id, status, "

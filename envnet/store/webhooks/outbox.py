@@ -92,12 +92,20 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
 CREATE INDEX IF NOT EXISTS webhook_attempts_delivery ON webhook_attempts (delivery_id, n);
 """
 
+# Version 2: subscriptions filter by responsible unit (the supervision loop's cases,
+# docs/cases.md) as they do by district; an event records the units it concerns (a JSON list,
+# NULL for an event about no unit), as it records its district.
+UNITS = """
+ALTER TABLE webhook_subscriptions ADD COLUMN units TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE webhook_events ADD COLUMN units TEXT;
+"""
+
 # The webhook tables live in the state file; version 1 is the 0.1.0 schema above.
 WEBHOOKS = STATE_DB.register(
     "webhooks",
     module=__name__,
     tables=("webhook_subscriptions", "webhook_events", "webhook_deliveries", "webhook_attempts"),
-    migrations=(SCHEMA,),
+    migrations=(SCHEMA, UNITS),
 )
 
 
@@ -178,6 +186,7 @@ class Outbox:
             "events": json.loads(r["events"]),
             "stations": json.loads(r["stations"]),
             "districts": json.loads(r["districts"]),
+            "units": json.loads(r["units"]),
             "severities": json.loads(r["severities"]),
             "description": r["description"],
             "created_at": r["created_at"],
@@ -192,13 +201,14 @@ class Outbox:
         districts: list[str] | None = None,
         severities: list[str] | None = None,
         description: str = "",
+        units: list[str] | None = None,
     ) -> dict[str, Any]:
         sub_id = "wh_" + secrets.token_hex(8)
         dumps = lambda v: json.dumps(list(v or []), ensure_ascii=False)  # noqa: E731
         with self.tx() as c:
             c.execute(
                 "INSERT INTO webhook_subscriptions(id, url, secret, events, stations, districts, "
-                "severities, description, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                "severities, description, created_at, units) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     sub_id,
                     url,
@@ -209,6 +219,7 @@ class Outbox:
                     dumps(severities),
                     description,
                     time.time(),
+                    dumps(units),
                 ),
             )
         sub = self.get_subscription(sub_id)

@@ -18,6 +18,7 @@ from envnet.store.users import ROLES, Session, UserStore
 from server.pages.public import PageError
 from server.pages.templating import render
 from server.pages.views import StationViews
+from server.routers.cases import CaseDesk
 
 SESSION_COOKIE = "envnet_session"
 LOGIN_CSRF_COOKIE = "envnet_login_csrf"
@@ -36,6 +37,7 @@ class Console:
     views: StationViews
     templates: Jinja2Templates
     nav: Callable[[Session], list[Any]]  # the sections this session may open
+    cases: CaseDesk | None = None  # the API's case desk (server/routers/cases.py), when on
 
     def session(self, request: Request) -> Session:
         """FastAPI dependency: the logged-in session, or a redirect to the login page."""

@@ -1,8 +1,8 @@
 """The console's sections: one nav entry and one router each.
 
 A section is added by writing its module (a `router(console) -> APIRouter` under /console/...)
-and one `Section` line below; the nav, the landing page and the role checks follow. The cases
-section (issue 16) goes here the same way.
+and one `Section` line below; the nav, the landing page (a user's first section) and the role
+checks follow.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from fastapi import APIRouter
 
 from envnet.store.users import Session
-from server.pages.console import alerts, health, rollouts
+from server.pages.console import alerts, cases, health, rollouts
 from server.pages.console.context import Console
 
 EVERYONE_BUT_UNITS = frozenset({"duty_room", "reviewer", "admin"})
+EVERYONE = EVERYONE_BUT_UNITS | {"unit"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("alerts", "/console/alerts", "告警", "Alerts", EVERYONE_BUT_UNITS, alerts.router),
+    Section("cases", "/console/cases", "督办案件", "Cases", EVERYONE, cases.router),
     Section(
         "health", "/console/health", "站点状态", "Station health", EVERYONE_BUT_UNITS, health.router
     ),
