@@ -24,6 +24,7 @@ from pydantic import (
 
 from envnet.domain.alerts.rules import AlertSettings
 from envnet.domain.reports.settings import ReportSettings, TargetSettings
+from envnet.domain.review.settings import ReviewSettings
 
 ENV_PREFIX = "ENVNET_"
 
@@ -113,7 +114,9 @@ class GatewaySettings(_Section):
     max_future_s: float = Field(600.0, ge=0)
     max_age_days: float = Field(366.0, gt=0)
     # Raw messages as received, kept this long so any stored value traces back to its bytes.
-    raw_retention_days: float = Field(30.0, ge=0)
+    # At least a year by default (issue 18): a reviewer must be able to trace any figure of
+    # the year back to its bytes; docs/review.md gives the storage it costs per station.
+    raw_retention_days: float = Field(366.0, ge=0)
     # Alert evaluation as a child process (a core of its own) or a thread of the gateway.
     evaluator: Literal["process", "thread"] = "process"
 
@@ -124,6 +127,10 @@ class ServerSettings(_Section):
     api_key: str = ""
     # name -> key (TOML table); ENVNET_SERVER_API_KEYS="duty-room:KEY1,ops:KEY2" or JSON.
     api_keys: dict[str, str] = Field(default_factory=dict)
+    # name -> roles of a named key (envnet/store/users.py ROLES: duty_room, unit, reviewer,
+    # admin); ENVNET_SERVER_API_KEY_ROLES="ops:reviewer,qa:reviewer+duty_room" or JSON.
+    # The `admin` key (server.api_key) has every role. docs/review.md.
+    api_key_roles: dict[str, list[str]] = Field(default_factory=dict)
     public_url: str = ""
 
     @field_validator("api_keys", mode="before")
@@ -135,6 +142,22 @@ class ServerSettings(_Section):
     @classmethod
     def _check_keys(cls, v: dict[str, str]) -> dict[str, str]:
         return check_api_keys(v)
+
+    @field_validator("api_key_roles", mode="before")
+    @classmethod
+    def _parse_roles(cls, v):
+        return parse_key_roles(v) if isinstance(v, str) else v
+
+    @field_validator("api_key_roles")
+    @classmethod
+    def _check_roles(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, roles in v.items():
+            bad = [r for r in roles if r not in KEY_ROLES]
+            if bad:
+                raise ValueError(
+                    f"key {name!r}: unknown role(s) {bad} (known: {', '.join(KEY_ROLES)})"
+                )
+        return v
 
     @model_validator(mode="after")
     def _admin_key_unique(self) -> ServerSettings:
@@ -149,6 +172,26 @@ class ServerSettings(_Section):
         if not sep or not host or not port.isdigit():
             raise ValueError(f"must be HOST:PORT (got {v!r})")
         return v
+
+
+KEY_ROLES = ("duty_room", "unit", "reviewer", "admin")  # envnet/store/users.py ROLES
+
+
+def parse_key_roles(v: str) -> dict[str, list[str]]:
+    """`name:role+role,name:role` (or a JSON object of lists) -> {name: [roles]}."""
+    v = v.strip()
+    if v.startswith("{"):
+        try:
+            return json.loads(v)
+        except ValueError as e:
+            raise ValueError(f"not valid JSON: {e}") from None
+    out: dict[str, list[str]] = {}
+    for item in filter(None, (i.strip() for i in v.split(","))):
+        name, sep, roles = item.partition(":")
+        if not sep:
+            raise ValueError("must be NAME:ROLE[+ROLE][,NAME:ROLE...] (an item has no ':')")
+        out[name.strip()] = [r.strip() for r in roles.split("+") if r.strip()]
+    return out
 
 
 API_KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -305,6 +348,7 @@ class Settings(_Section):
     alerts: AlertSettings = AlertSettings()
     reports: ReportSettings = ReportSettings()  # docs/reports.md
     targets: TargetSettings = TargetSettings()  # plan targets, docs/reports.md
+    review: ReviewSettings = ReviewSettings()  # data review and calibration, docs/review.md
 
     @property
     def server_host_port(self) -> tuple[str, int]:

@@ -101,3 +101,31 @@ def require_api_key(
 
 
 ApiKeyName = Annotated[str, Depends(api_key_name)]
+
+
+def key_roles(settings: Settings | None, name: str) -> set[str]:
+    """The roles of a key: every role for `admin` (server.api_key), else
+    server.api_key_roles[name] (none when the key is not listed there)."""
+    if settings is None:
+        return set()
+    if name == ADMIN_KEY_NAME:
+        return {"admin", "duty_room", "unit", "reviewer"}
+    return set(settings.server.api_key_roles.get(name, ()))
+
+
+def require_role(role: str):
+    """FastAPI dependency factory: the caller's key name, if the key has `role` (or is the
+    admin key); 401/403 as api_key_name, and 403 naming the role otherwise. Use as
+    `who: Annotated[str, Depends(require_role("reviewer"))]`."""
+
+    def dependency(request: Request, name: ApiKeyName) -> str:
+        roles = key_roles(getattr(request.app.state, "settings", None), name)
+        if role not in roles and "admin" not in roles:
+            raise HTTPException(
+                403,
+                f"the API key {name!r} lacks the role {role!r}"
+                f" (server.api_key_roles gives it: {', '.join(sorted(roles)) or 'none'})",
+            )
+        return name
+
+    return dependency
