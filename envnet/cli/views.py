@@ -17,6 +17,7 @@ from rich.table import Table
 from envnet.cli.api import ApiError, fetch
 from envnet.cli.common import ConfigOpt, KeyOpt, UrlOpt, api_target
 from envnet.core.standards import hj633
+from envnet.domain import registry
 
 STATE_STYLE = {"online": "green", "stale": "yellow", "offline": "red", "never_seen": "dim"}
 SEVERITY_STYLE = {"critical": "bold red", "major": "red", "warning": "yellow", "minor": "yellow"}
@@ -68,7 +69,7 @@ def stations_table(stations: list[dict], now: float | None = None) -> Table:
         t.add_column(col, overflow="fold")
     for s in stations:
         meta = s.get("meta") or {}
-        name = " / ".join(x for x in (meta.get("name"), meta.get("name_en")) if x)
+        name = " / ".join(x for x in registry.names(meta) if x)
         aqi, level, approx = aqi_of(s)
         aqi_txt = "-" if aqi is None else f"{'~' if approx else ''}{aqi}"
         if level:

@@ -53,9 +53,6 @@ CREATE TABLE IF NOT EXISTS ota_events (
     body TEXT NOT NULL,
     at REAL NOT NULL
 );
--- The alert engine's saved state (envnet/store/alerts.py writes it); the station list reads
--- each station's latest-indices summary from it (key summary_key(id), "indices:<id>").
-CREATE TABLE IF NOT EXISTS eval_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -119,6 +116,7 @@ class SqliteStateStore:
         self.path = Path(path)
         self.db = Database(self.path)
         self.db.ensure(STATE)
+        self._with_indices: tuple[str, str] | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -248,21 +246,39 @@ class SqliteStateStore:
         "st.readings_total, st.status, st.status_body, st.status_at, st.health, st.health_at"
     )
     # The latest indices' summary the evaluator saved (a primary-key lookup per row).
+    # eval_state is the alert store's table (envnet/store/alerts.py): a state file the evaluator
+    # never opened has none, and then the list carries no indices (see _views()).
     _INDICES = (
         f"(SELECT e.value FROM eval_state e WHERE e.key = {_sql_str(summary_key(''))} || {{id}})"
         " AS indices"
     )
-    _VIEW = (
-        f"SELECT s.id AS id, s.kind AS kind, s.meta AS meta, s.registered_at AS registered_at, "
-        f"{_COLS}, {_INDICES.format(id='s.id')} "
-        f"FROM stations s LEFT JOIN station_state st ON st.id = s.id"
-    )
-    # Stations heard from but never provisioned: shown too, marked registered=false.
-    _VIEW_UNREG = (
-        f"SELECT st.id AS id, st.kind AS kind, NULL AS meta, NULL AS registered_at, {_COLS}, "
-        f"{_INDICES.format(id='st.id')} "
-        f"FROM station_state st WHERE st.id NOT IN (SELECT id FROM stations)"
-    )
+    _NO_INDICES = "NULL AS indices"
+
+    @staticmethod
+    def _view_sql(indices: str) -> tuple[str, str]:
+        registered = (
+            f"SELECT s.id AS id, s.kind AS kind, s.meta AS meta, s.registered_at AS registered_at, "
+            f"{SqliteStateStore._COLS}, {indices.format(id='s.id')} "
+            f"FROM stations s LEFT JOIN station_state st ON st.id = s.id"
+        )
+        # Stations heard from but never provisioned: shown too, marked registered=false.
+        unregistered = (
+            f"SELECT st.id AS id, st.kind AS kind, NULL AS meta, NULL AS registered_at, "
+            f"{SqliteStateStore._COLS}, {indices.format(id='st.id')} "
+            f"FROM station_state st WHERE st.id NOT IN (SELECT id FROM stations)"
+        )
+        return registered, unregistered
+
+    def _views(self) -> tuple[str, str]:
+        """(registered, unregistered) station views, with the indices once eval_state exists."""
+        if self._with_indices is None:
+            found = self.query(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='eval_state'"
+            )
+            if not found:
+                return self._view_sql(self._NO_INDICES)  # ask again next time: it may appear
+            self._with_indices = self._view_sql(self._INDICES)
+        return self._with_indices
 
     @staticmethod
     def _row(r: sqlite3.Row) -> dict[str, Any]:
@@ -286,7 +302,8 @@ class SqliteStateStore:
         }
 
     def list_stations(self) -> list[dict[str, Any]]:
-        rows = self.query(f"{self._VIEW} UNION ALL {self._VIEW_UNREG} ORDER BY 1")
+        view, unreg = self._views()
+        rows = self.query(f"{view} UNION ALL {unreg} ORDER BY 1")
         return [self._row(r) for r in rows]
 
     def station_views_json(
@@ -329,10 +346,8 @@ class SqliteStateStore:
         )
         # Two parts, registered and heard-but-unregistered, each in id order straight from its
         # primary-key index and merged here: no sort of 10,000 wide rows in a temp B-tree.
-        parts = (
-            f"SELECT {{cols}} FROM ({self._VIEW}) v",
-            f"SELECT {{cols}} FROM ({self._VIEW_UNREG}) v",
-        )
+        view, unreg = self._views()
+        parts = (f"SELECT {{cols}} FROM ({view}) v", f"SELECT {{cols}} FROM ({unreg}) v")
         where = (
             f" WHERE (:kind IS NULL OR v.kind = :kind) AND (:state IS NULL OR ({derived}) = :state)"
         )
@@ -413,9 +428,8 @@ class SqliteStateStore:
         return total, [(r[0], r[1], bool(r[2])) for r in rows]
 
     def get_station(self, station_id: str) -> dict[str, Any] | None:
-        rows = self.query(
-            f"SELECT * FROM ({self._VIEW} UNION ALL {self._VIEW_UNREG}) WHERE id=?", (station_id,)
-        )
+        view, unreg = self._views()
+        rows = self.query(f"SELECT * FROM ({view} UNION ALL {unreg}) WHERE id=?", (station_id,))
         return self._row(rows[0]) if rows else None
 
     # -- small shared values (gateway counters, episode level, ...) -------------------------

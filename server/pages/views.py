@@ -14,6 +14,7 @@ from typing import Any
 
 from envnet.core import contract
 from envnet.core.standards import hj633
+from envnet.domain import registry
 from envnet.domain.alerts import latest_indices
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.state import SqliteStateStore
@@ -85,8 +86,8 @@ class StationViews:
             id=v["id"],
             kind=v.get("kind") or "air",
             state=v.get("state") or "unknown",
-            name_zh=meta.get("name_zh") or meta.get("name") or v["id"],
-            name_en=meta.get("name_en") or "",
+            name_zh=registry.names(meta)[0] or v["id"],
+            name_en=registry.names(meta)[1] or "",
             district_zh=meta.get("district"),
             district_en=meta.get("district_en"),
             station_class=meta.get("class"),

@@ -18,6 +18,7 @@ from envnet.config import Settings
 from envnet.core import calendar as cal
 from envnet.core.standards import gb3095, gb3838, hj633
 from envnet.domain.reports import daily, rules, stats, water
+from envnet.domain.reports.daily import DailyIndex
 from envnet.domain.reports.stations import StationInfo, unregistered
 from envnet.domain.review.invalidation import hours as inv_hours
 from envnet.store import review
@@ -26,7 +27,7 @@ from envnet.store.state import SqliteStateStore
 from server.reports import completeness
 
 Group = Literal["station", "district", "city"]
-CITY = "city"
+CITY: Literal["city"] = "city"
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)  # days a report may ask about
 WATER_PARAMS = tuple(
     k for k in gb3838.CLASS_LIMITS["GB 3838-2002"] if k in gb3838.PARAM_LABELS
@@ -43,7 +44,7 @@ class AirData:
 
     days: list[date]
     stations: dict[str, StationInfo]
-    station_days: dict[str, dict[date, daily.DailyIndex]]  # station -> day -> index
+    station_days: dict[str, dict[date, DailyIndex]]  # station -> day -> index
     day_values: dict[str, dict[date, daily.DayValues]]
     # station -> parameter -> hour starts a reviewer invalidated (taken out of every figure)
     invalidated: dict[str, dict[str, set[int]]] = field(default_factory=dict)
@@ -136,7 +137,7 @@ class Reports:
         stations, means, _, invalid = self._hourly("air", hj633.POLLUTANTS, days, self.registry())
         o3_min = self.settings.alerts.o3_daily_min_8h
         required = self.r.required_pollutants
-        sdays: dict[str, dict[date, daily.DailyIndex]] = {}
+        sdays: dict[str, dict[date, DailyIndex]] = {}
         dvals: dict[str, dict[date, daily.DayValues]] = {}
         for sid in stations:
             for d in days:
@@ -177,7 +178,7 @@ class Reports:
         out[(CITY, CITY)] = sorted(city or data.stations)
         return out
 
-    def region_day(self, data: AirData, members: Sequence[str], d: date) -> daily.DailyIndex:
+    def region_day(self, data: AirData, members: Sequence[str], d: date) -> DailyIndex:
         vals = [data.station_days[m][d].values for m in members if data.station_days[m][d].values]
         mean, n = daily.mean_values(vals)
         return daily.daily_index(mean, self.r.required_pollutants, self.edition, None, n)
@@ -239,7 +240,7 @@ class Reports:
         self,
         scope: str,
         ident: str,
-        idx: daily.DailyIndex,
+        idx: DailyIndex,
         data: AirData,
         members: Sequence[str] | None = None,
     ) -> dict[str, Any]:
@@ -360,7 +361,7 @@ class Reports:
         return lines(report, self.r.bulletin_measurement, self.zone)
 
 
-def _day_index(d: date, idx: daily.DailyIndex) -> stats.DayIndex:
+def _day_index(d: date, idx: DailyIndex) -> stats.DayIndex:
     cat = idx.result.category
     return stats.DayIndex(
         d.isoformat(), idx.valid, idx.result.aqi, cat.level if cat else None, idx.values

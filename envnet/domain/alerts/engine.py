@@ -27,6 +27,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any, Literal
 
 from envnet.core import contract
@@ -159,7 +160,9 @@ def _coordinates(m: Mapping[str, Any]) -> dict[str, float]:
     if isinstance(c, Mapping):
         c = (c.get("lat"), c.get("lon"))
     lat, lon = c if isinstance(c, list | tuple) and len(c) == 2 else (m.get("lat"), m.get("lon"))
-    return {"lat": float(lat), "lon": float(lon)} if _number(lat) and _number(lon) else {}
+    if not (_number(lat) and _number(lon)):
+        return {}
+    return {"lat": float(lat), "lon": float(lon)}  # type: ignore[arg-type]  # _number checked
 
 
 @dataclass
@@ -294,7 +297,7 @@ class Evaluator:
                 param,
                 fault,
                 received_at,
-                lambda p=param, f=fault: rules.sensor_fault(p, f, received_at),
+                partial(rules.sensor_fault, param, fault, received_at),
             )
             if flag not in EXCLUDED_FLAGS:
                 events += self._quality(st, param, value, ts, received_at)
@@ -312,7 +315,7 @@ class Evaluator:
         st = self._station(station_meta, health, station)
         events = self._seen(st, received_at)
         volts = health.get("battery_v")
-        if _number(volts):
+        if isinstance(volts, int | float) and _number(volts):
             events += self._apply(
                 st.info.id, rules.battery(float(volts), received_at, self.settings), received_at, st
             )
@@ -793,7 +796,7 @@ class Evaluator:
         return AlertEvent("alert.opened", wall, alert)
 
     def _escalate(self, alert: Alert, obs: Observation, wall: float) -> AlertEvent:
-        changes = {
+        changes: dict[str, Any] = {
             "severity": obs.severity,
             "value": obs.value,
             "limit": obs.limit,
@@ -816,7 +819,7 @@ class Evaluator:
     def _resolve(
         self, alert: Alert, value: float | None, at: float, wall: float, st: _Station | None
     ) -> AlertEvent:
-        changes = {
+        changes: dict[str, Any] = {
             "state": "resolved",
             "resolved_at": wall,
             "last_value": value,
@@ -849,7 +852,7 @@ def acknowledge(
         raise KeyError(alert_id)
     if alert.state != "open":
         return None
-    changes = {
+    changes: dict[str, Any] = {
         "state": "acknowledged",
         "acknowledged_at": at,
         "acknowledged_by": by,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from envnet.core import contract
 from envnet.core.standards import gb3838
+from envnet.domain import registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +37,8 @@ class StationInfo:
             id=row["id"],
             kind=kind,
             registered=bool(row.get("registered", True)),
-            name=meta.get("name") or meta.get("name_zh"),
-            name_en=meta.get("name_en"),
+            name=registry.names(meta)[0],
+            name_en=registry.names(meta)[1],
             station_class=meta.get("class"),
             district=meta.get("district"),
             district_en=meta.get("district_en"),

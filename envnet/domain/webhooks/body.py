@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from envnet.core.standards import gb3838, hj633
+from envnet.domain import registry
 from envnet.domain.webhooks.catalogue import EVENT_LABELS
 
 
@@ -64,8 +65,7 @@ def build_body(
         if label:
             data["parameter_label"] = label
     if station and station_meta and "station_name" not in data:
-        name_zh = station_meta.get("name")
-        name_en = station_meta.get("name_en")
+        name_zh, name_en = registry.names(station_meta)
         if name_zh or name_en:
             data["station_name"] = {k: v for k, v in (("zh", name_zh), ("en", name_en)) if v}
     if station and "station" not in data:  # given as an argument only
