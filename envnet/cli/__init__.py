@@ -2,14 +2,14 @@
 
 Shared options and the one settings loader are in common.py; each command or group has its
 module: processes (gateway, server, uplink), devkit (sim, demo, grafana), field (provision,
-flash, console, release), views (stations, alerts), raw, report, ota, audit, users.
+flash, console, release), views (stations, alerts), raw, report, ota, audit, users, review.
 """
 
 from __future__ import annotations
 
 import typer
 
-from envnet.cli import audit, devkit, field, ota, processes, raw, report, users, views
+from envnet.cli import audit, devkit, field, ota, processes, raw, report, review, users, views
 
 app = typer.Typer(
     help="envnet: environmental monitoring network (stations, gateway, server).",
@@ -34,6 +34,7 @@ app.command("release")(field.release_command)
 app.add_typer(ota.app, name="ota")  # envnet ota start|status|stations|... (docs/ota.md)
 app.command("audit")(audit.command)
 app.add_typer(users.app, name="users")  # envnet users add|list|disable (docs/pages.md)
+app.add_typer(review.app, name="review")  # envnet review add|list|restore (docs/review.md)
 
 
 def main() -> None:  # pragma: no cover

@@ -194,7 +194,7 @@ def add(store: SqliteStateStore, req: Request, actor: str) -> tuple[Invalidation
                 " parameters): restore or narrow them first"
             )
         cur = c.execute(
-            "INSERT INTO review_invalidations(station, start, \"end\", hour_start, hour_end,"
+            'INSERT INTO review_invalidations(station, start, "end", hour_start, hour_end,'
             " parameters, reason, note, created_by, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 req.station,

@@ -151,7 +151,9 @@ class Reports:
         return AirData(list(days), stations, sdays, dvals, invalid)
 
     def water(self, days: Sequence[date]) -> WaterData:
-        stations, means, counts, invalid = self._hourly("water", WATER_PARAMS, days, self.registry())
+        stations, means, counts, invalid = self._hourly(
+            "water", WATER_PARAMS, days, self.registry()
+        )
         values: dict[str, dict[date, water.WaterDay]] = {}
         for sid, st in stations.items():
             for d in days:

@@ -212,7 +212,8 @@ class Recomputer:
             )
             or self._any_invalid(station, d)
         }
-        data = self.reports.air([d for d in days if cal.day_start(d, self.zone) in touched])
+        redo = [d for d in days if cal.day_start(d, self.zone) in touched]
+        data = self.reports.air(redo) if redo else None
         out = []
         for ts, (tags, fields) in originals.items():
             base = {k: v for k, v in tags.items() if k != REVIEW_TAG}
@@ -223,7 +224,7 @@ class Recomputer:
                 continue
             out.append((ts, base | {REVIEW_TAG: INVALID}, fields))
             d = cal.date_of(ts, self.zone)
-            idx = data.station_days.get(station, {}).get(d)
+            idx = data.station_days.get(station, {}).get(d) if data else None
             if idx is not None and idx.result.aqi is not None:
                 out.append((ts, base | {REVIEW_TAG: RECOMPUTED}, _aqi_fields(idx.result, fields)))
                 s.daily_recomputed += 1

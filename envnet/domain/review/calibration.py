@@ -162,9 +162,7 @@ class Window:
     refitted: bool
 
 
-def rolling(
-    pairs: Sequence[Pair], window_s: int, step_s: int, limits: Limits
-) -> list[Window]:
+def rolling(pairs: Sequence[Pair], window_s: int, step_s: int, limits: Limits) -> list[Window]:
     """Walk the pairs in steps. At each step the calibration in force is assessed on the
     latest `window_s` of pairs; while it passes it stays (and is refitted on that window, so
     slow seasonal change is followed); once it fails it is withdrawn (not applied) and the

@@ -124,7 +124,9 @@ def drop_to_background(
     span = window_h * 3600
     during = [v for h, v in series.items() if abs(h - inspection_hour) <= span // 2]
     before = [
-        v for h, v in series.items() if inspection_hour - span - span // 2 <= h < inspection_hour - span // 2
+        v
+        for h, v in series.items()
+        if inspection_hour - span - span // 2 <= h < inspection_hour - span // 2
     ]
     if not during or not before:
         return False

@@ -92,7 +92,9 @@ def check_request(
     if not (math.isfinite(start) and math.isfinite(end)):
         raise InvalidationError("start and end must be finite times")
     if end <= start:
-        raise InvalidationError(f"inverted or empty range: end ({end}) is not after start ({start})")
+        raise InvalidationError(
+            f"inverted or empty range: end ({end}) is not after start ({start})"
+        )
     if end > now:
         raise InvalidationError(
             f"the range ends in the future ({end} > now {now:.0f}): only measured data is reviewed"
