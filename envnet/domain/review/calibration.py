@@ -163,41 +163,43 @@ class Window:
 
 
 def rolling(pairs: Sequence[Pair], window_s: int, step_s: int, limits: Limits) -> list[Window]:
-    """Walk the pairs in steps. At each step the calibration in force is assessed on the
-    latest `window_s` of pairs; while it passes it stays (and is refitted on that window, so
-    slow seasonal change is followed); once it fails it is withdrawn (not applied) and the
-    failure is reported: a calibration never silently re-fits itself past a drift, a
-    person must look at the station (docs/review.md)."""
+    """Walk the pairs in steps of `step_s`. The calibration in force is fitted on the
+    `window_s` before a step and assessed out of sample on the step's own new pairs (the
+    data it is about to correct): while it passes it is refitted on the window ending with
+    that step, so slow seasonal change is followed; once it fails it is withdrawn (not
+    applied) and the failure reported. A calibration never silently re-fits itself past a
+    drift: a person must look at the station (docs/review.md)."""
     if not pairs:
         return []
     out: list[Window] = []
     current: Fit | None = None
-    failed = False
+    step_limits = Limits(1, limits.min_r2, limits.max_bias, limits.slope_range)
     t = pairs[0].hour + window_s
     last = pairs[-1].hour + 1
-    while t <= last + step_s - 1:
+    while t < last + step_s:
         win = [p for p in pairs if t - window_s <= p.hour < t]
-        if failed:
-            out.append(Window(t - window_s, t, None, None, False))
-        elif current is None:
+        if current is None:
             try:
                 current = fit(win, limits.min_pairs)
             except CalibrationError:
                 current = None
             q = quality(current, win, limits) if current else None
-            out.append(Window(t - window_s, t, current, q, current is not None))
-        else:
-            q = quality(current, win, limits)
-            if not q.ok:
-                failed = True
-                out.append(Window(t - window_s, t, current, q, False))
+            if current is not None and q is not None and not q.ok:
                 current = None
-            else:
-                try:
-                    current = fit(win, limits.min_pairs)
-                except CalibrationError:
-                    pass
-                out.append(Window(t - window_s, t, current, q, True))
+            out.append(Window(t - window_s, t, current, q, current is not None))
+            if current is None and out[-1].quality is not None:
+                break  # the first fit itself fails: nothing to apply
+        else:
+            new = [p for p in pairs if t - step_s <= p.hour < t]
+            q = quality(current, new, step_limits)
+            if new and not q.ok:
+                out.append(Window(t - window_s, t, current, q, False))
+                break  # withdrawn until a person looks
+            try:
+                current = fit(win, limits.min_pairs)
+            except CalibrationError:
+                pass
+            out.append(Window(t - window_s, t, current, q, True))
         t += step_s
     return out
 
