@@ -313,7 +313,8 @@ def search(
 ) -> list[Invalidation]:
     """Newest first; `since`/`until` select invalidations whose hours overlap that span."""
     ensure_schema(store)
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if station is not None:
         where.append("station=?")
         args.append(station)

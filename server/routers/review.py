@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field
@@ -22,25 +22,44 @@ from pydantic import AwareDatetime, BaseModel, Field
 from envnet.config import Settings
 from envnet.core import calendar as cal
 from envnet.core import contract
-from envnet.domain.review.invalidation import REASONS, InvalidationError, check_request
+from envnet.domain.review.invalidation import (
+    ALL,
+    SPELLINGS,
+    InvalidationError,
+    UnknownStation,
+    check_request,
+)
 from envnet.store import review
 from envnet.store.influx.reports import InfluxQL
 from envnet.store.state import SqliteStateStore
 from server.reports.service import Reports
 from server.review.recompute import Recomputer
+from server.routers.bounds import MAX_UNIX_S, MIN_UNIX_S
 from server.security import require_api_key, require_role
 
 Reviewer = Annotated[str, Depends(require_role("reviewer"))]
+# What a change can answer besides 2xx (FastAPI adds 422): documented for clients.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "refused: inverted or future range, a parameter the station lacks"},
+    403: {"description": "the API key lacks the reviewer role"},
+    404: {"description": "no such station in the registry, or no such invalidation"},
+    409: {"description": "overlaps an active invalidation, or already restored"},
+}
+
+
+# Every parameter of the contract, and "*" (a station's own kind is checked in the handler).
+Param = Literal[tuple(sorted({ALL, *(p for k in contract.KINDS.values() for p in k["params"])}))]  # type: ignore[valid-type]
+Reason = Literal[SPELLINGS]  # type: ignore[valid-type]
 
 
 class InvalidationIn(BaseModel):
     station: str = Field(pattern=contract.STATION_ID_RE.pattern)
     start: AwareDatetime = Field(description="ISO 8601 with offset, or unix seconds")
     end: AwareDatetime = Field(description="exclusive; every clock hour touched is covered")
-    parameters: list[str] = Field(
-        default_factory=lambda: ["*"], max_length=64, description='parameter names, or ["*"]'
+    parameters: list[Param] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [ALL], max_length=64, description='parameter names, or ["*"]'
     )
-    reason: str = Field(description=f"one of: {', '.join(r.replace('_', ' ') for r in REASONS)}")
+    reason: Reason = Field(description="maintenance, calibration, local interference, ...")
     note: str = Field("", max_length=2000)
 
 
@@ -49,7 +68,7 @@ def _ts(d: datetime) -> float:
 
 
 def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
-    api = APIRouter(prefix="/review", tags=["review"])
+    api = APIRouter(prefix="/review", tags=["review"], responses=RESPONSES)
     reports = Reports(settings, state, InfluxQL(settings.influx))
     recompute = Recomputer(settings, state, reports)
     review.ensure_schema(state)
@@ -91,6 +110,8 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
                 now=time.time(),
                 offset_s=offset,
             )
+        except UnknownStation as e:
+            raise HTTPException(404, str(e)) from None
         except InvalidationError as e:
             raise HTTPException(400, str(e)) from None
         try:
@@ -103,8 +124,12 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
     def list_invalidations(
         station: str | None = Query(None, pattern=contract.STATION_ID_RE.pattern),
         active: bool | None = None,
-        since: float | None = Query(None, description="unix s: overlapping hours from"),
-        until: float | None = Query(None, description="unix s: overlapping hours until"),
+        since: float | None = Query(
+            None, ge=MIN_UNIX_S, le=MAX_UNIX_S, description="unix s: overlapping hours from"
+        ),
+        until: float | None = Query(
+            None, ge=MIN_UNIX_S, le=MAX_UNIX_S, description="unix s: overlapping hours until"
+        ),
         limit: int = Query(1000, ge=1, le=100_000),
     ) -> list[dict[str, Any]]:
         """Invalidations, newest first; restored ones stay listed (active=false)."""
@@ -136,7 +161,7 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
     @api.get("/calibrations", dependencies=[Depends(require_api_key)])
     def list_calibrations(
         station: str | None = Query(None, pattern=contract.STATION_ID_RE.pattern),
-        parameter: str | None = Query(None, max_length=32),
+        parameter: str | None = Query(None, pattern=r"^[a-z0-9_]{1,32}$"),
         limit: int = Query(1000, ge=1, le=100_000),
     ) -> list[dict[str, Any]]:
         """Fitted calibrations (id, period, n, R², RMSE, bias, applied or withdrawn)."""

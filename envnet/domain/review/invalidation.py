@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from envnet.core import calendar as cal
 from envnet.core.calendar import HOUR
 
-# The fixed list of reasons (issue 18): API value -> (Chinese, English).
+# The fixed list of reasons (issue 18): API value -> (Chinese, English). The API accepts the
+# spaced spelling of the issue ("local interference") and the stored one alike.
 REASONS: dict[str, tuple[str, str]] = {
     "maintenance": ("维护", "maintenance"),
     "calibration": ("校准", "calibration"),
@@ -28,12 +29,17 @@ REASONS: dict[str, tuple[str, str]] = {
     "other": ("其他", "other"),
 }
 ALL = "*"  # parameters: every parameter of the station
+SPELLINGS = tuple(sorted({*REASONS, *(r.replace("_", " ") for r in REASONS)}))
 MAX_NOTE = 2000
 MAX_SPAN_S = 400 * 86400  # one request covers at most reports.max_days' default
 
 
 class InvalidationError(ValueError):
     """A request for an invalidation cannot be accepted; str() says why (a 4xx message)."""
+
+
+class UnknownStation(InvalidationError):
+    """The station is not in the registry (the API answers 404)."""
 
 
 def normalise_reason(reason: str) -> str:
@@ -88,7 +94,7 @@ def check_request(
     measures. The range may not reach into the future (data not yet measured cannot have been
     reviewed) nor be inverted or empty."""
     if station_params is None:
-        raise InvalidationError(f"unknown station {station!r}: not in the registry")
+        raise UnknownStation(f"unknown station {station!r}: not in the registry")
     if not (math.isfinite(start) and math.isfinite(end)):
         raise InvalidationError("start and end must be finite times")
     if end <= start:
