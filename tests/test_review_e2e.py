@@ -199,7 +199,7 @@ def test_invalidate_a_day_then_restore_on_the_real_stack(
     comp = {s["id"]: s for s in after["completeness"]["stations"]}["rv-c"]
     assert [d["valid_hours"] for d in comp["days"]] == [24, 0, 24]
     assert [d["invalidated_hours"] for d in comp["days"]] == [0, 24, 0]
-    assert comp["months"][0]["invalidated_hours"] == 24 or len(comp["months"]) == 2
+    assert sum(m["invalidated_hours"] for m in comp["months"]) == 24
     # the bulletin: rv-c's day 2 has no index, the city's is 43
     bulletin = {
         (row["scope"], row["id"]): row
