@@ -25,6 +25,7 @@ from pydantic import (
 from envnet.domain.alerts.rules import AlertSettings
 from envnet.domain.cases.settings import CaseSettings
 from envnet.domain.reports.settings import ReportSettings, TargetSettings
+from envnet.domain.review.settings import ReviewSettings
 
 ENV_PREFIX = "ENVNET_"
 
@@ -114,7 +115,9 @@ class GatewaySettings(_Section):
     max_future_s: float = Field(600.0, ge=0)
     max_age_days: float = Field(366.0, gt=0)
     # Raw messages as received, kept this long so any stored value traces back to its bytes.
-    raw_retention_days: float = Field(30.0, ge=0)
+    # At least a year by default (issue 18): a reviewer must be able to trace any figure of
+    # the year back to its bytes; docs/review.md gives the storage it costs per station.
+    raw_retention_days: float = Field(366.0, ge=0)
     # Alert evaluation as a child process (a core of its own) or a thread of the gateway.
     evaluator: Literal["process", "thread"] = "process"
 
@@ -126,9 +129,9 @@ class ServerSettings(_Section):
     # name -> key (TOML table); ENVNET_SERVER_API_KEYS="duty-room:KEY1,ops:KEY2" or JSON.
     api_keys: dict[str, str] = Field(default_factory=dict)
     public_url: str = ""
-    # What each named key may do with cases (docs/cases.md): name -> "duty_room", "reviewer",
-    # "admin" or "unit:<unit id>" (a unit sees and acts on its own cases only). A key not
-    # listed here keeps the rights it always had (admin). ENVNET_SERVER_KEY_ROLES takes
+    # What each named key may do (docs/cases.md, docs/review.md): name -> "duty_room",
+    # "reviewer", "admin" or "unit:<unit id>" (a unit sees and acts on its own cases only). A
+    # key not listed here keeps the rights it always had (admin). ENVNET_SERVER_KEY_ROLES takes
     # "duty-room:duty_room,heping:unit:hp-bureau" or JSON.
     key_roles: dict[str, str] = Field(default_factory=dict)
 
@@ -333,6 +336,7 @@ class Settings(_Section):
     reports: ReportSettings = ReportSettings()  # docs/reports.md
     targets: TargetSettings = TargetSettings()  # plan targets, docs/reports.md
     cases: CaseSettings = CaseSettings()  # the supervision loop, docs/cases.md
+    review: ReviewSettings = ReviewSettings()  # data review and calibration, docs/review.md
 
     @property
     def server_host_port(self) -> tuple[str, int]:

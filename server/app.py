@@ -180,6 +180,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(reports_api.router(settings, store))  # /reports, docs/reports.md
 
+    from server.routers import review as review_api
+
+    app.include_router(review_api.router(settings, store))  # /review (docs/review.md)
+
     from server.routers import audit as audit_api
 
     app.include_router(audit_api.router(store))  # GET /audit (docs/audit.md)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -126,3 +127,19 @@ def caller_role(request: Request, who: ApiKeyName) -> Role:
 
 
 CallerRole = Annotated[Role, Depends(caller_role)]
+
+
+def require_role(role: str) -> Callable[[Request, str], str]:
+    """FastAPI dependency factory: the caller's key name when its role (server.key_roles) is
+    `role` or admin; 401/403 as api_key_name, and 403 naming the role otherwise. Use as
+    `who: Annotated[str, Depends(require_role("reviewer"))]`."""
+
+    def dependency(request: Request, name: ApiKeyName) -> str:
+        have = role_of(getattr(request.app.state, "settings", None), name)
+        if have.kind not in (role, "admin"):
+            raise HTTPException(
+                403, f"the API key {name!r} lacks the role {role!r} (server.key_roles: {have.kind})"
+            )
+        return name
+
+    return dependency

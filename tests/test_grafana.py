@@ -292,6 +292,9 @@ def _variable_choices(influxdb, doc: dict, now_ms: int) -> list[dict]:
     """The variables' values to try: a single station; multi-values as All and as a list."""
     options: dict[str, list[str]] = {}
     for var in doc["templating"].get("list", []):
+        if var["type"] == "custom":  # $review: its options, no query (docs/review.md)
+            options[var["name"]] = [o["value"] for o in var["options"]]
+            continue
         query = interpolate(var["query"], {}, now_ms - 86_400_000, now_ms, 60_000)
         res = _results(influxdb, query)
         assert "error" not in res, f"{doc['uid']} ${var['name']}: {res['error']}"

@@ -2,14 +2,27 @@
 
 Shared options and the one settings loader are in common.py; each command or group has its
 module: processes (gateway, server, uplink), devkit (sim, demo, grafana), field (provision,
-flash, console, release), views (stations, alerts), raw, report, ota, audit, users, cases.
+flash, console, release), views (stations, alerts), raw, report, ota, audit, users, cases,
+review.
 """
 
 from __future__ import annotations
 
 import typer
 
-from envnet.cli import audit, cases, devkit, field, ota, processes, raw, report, users, views
+from envnet.cli import (
+    audit,
+    cases,
+    devkit,
+    field,
+    ota,
+    processes,
+    raw,
+    report,
+    review,
+    users,
+    views,
+)  # fmt: skip
 
 app = typer.Typer(
     help="envnet: environmental monitoring network (stations, gateway, server).",
@@ -36,6 +49,7 @@ app.command("audit")(audit.command)
 app.add_typer(users.app, name="users")  # envnet users add|list|disable (docs/pages.md)
 app.command("cases")(cases.cases_command)  # envnet cases [--overdue] [--unit U]
 app.add_typer(cases.app, name="case")  # envnet case show|sign|report|verify|return ID
+app.add_typer(review.app, name="review")  # envnet review add|list|restore (docs/review.md)
 
 
 def main() -> None:  # pragma: no cover

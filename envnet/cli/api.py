@@ -1,6 +1,6 @@
 """The server's REST API from the terminal: one GET and one POST/PUT with one-line errors.
 
-Used by `envnet stations|alerts|audit|ota`; where the server is and which key to send come
+Used by `envnet stations|alerts|audit|ota|review`; where the server is and which key to send come
 from envnet/cli/common.py (api_target).
 """
 
@@ -35,12 +35,24 @@ def fetch(url: str, path: str, api_key: str = "", timeout: float = 10.0) -> Any:
     return r.json()
 
 
-def send(url: str, path: str, api_key: str, body: dict | None = None, put: bool = False) -> Any:
-    """POST (or PUT) a JSON body to url+path; the answer as JSON."""
+def send(
+    url: str,
+    path: str,
+    api_key: str,
+    body: dict | None = None,
+    put: bool = False,
+    method: str | None = None,
+    timeout: float = 30,
+) -> Any:
+    """POST (or PUT, or `method`, e.g. DELETE) a JSON body to url+path; the answer as JSON."""
     full = url.rstrip("/") + path
     try:
         r = httpx.request(
-            "PUT" if put else "POST", full, json=body, headers=_headers(api_key), timeout=30
+            method or ("PUT" if put else "POST"),
+            full,
+            json=body,
+            headers=_headers(api_key),
+            timeout=timeout,
         )
     except httpx.HTTPError as e:
         raise ApiError(f"cannot reach the envnet server at {url}: {e}") from None

@@ -9,6 +9,9 @@
   pollutant's valid daily value (>= 20 valid hours; O3 >= 14 valid 8-hour means); a water day
   every reported parameter's (>= reports.water_min_hours_day valid hours).
 - latency: receive time minus measured time (`latency_s`), p50 and p95 per day and month.
+- invalidated hours: hours of the day a reviewer invalidated (docs/review.md) for at least one
+  of those parameters. They are not valid hours (the data is taken out of every figure) and
+  are reported beside them, so "no data" and "data reviewed out" read apart.
 """
 
 from __future__ import annotations
@@ -52,7 +55,12 @@ def _latency_fields(lat: Latency | None) -> dict[str, Any]:
 
 
 def _day_row(
-    d: date, expected: int, hours: Mapping[str, int], params: Sequence[str], counts: bool
+    d: date,
+    expected: int,
+    hours: Mapping[str, int],
+    params: Sequence[str],
+    counts: bool,
+    invalid: set[int] | None = None,
 ) -> dict[str, Any]:
     per = {p: hours.get(p, 0) for p in params}
     valid = min(per.values()) if per else 0
@@ -63,7 +71,18 @@ def _day_row(
         "completeness": ratio(valid, expected),
         "counts": counts,
         "per_parameter": per,
+        "invalidated_hours": len(invalid or ()),
     }
+
+
+def _invalid_hours(
+    invalidated: Mapping[str, Mapping[str, set[int]]],
+    sid: str,
+    params: Sequence[str],
+    day_hours: Sequence[int],
+) -> set[int]:
+    per = invalidated.get(sid, {})
+    return {h for p in params for h in per.get(p, ()) if h in set(day_hours)}
 
 
 def _months(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -84,6 +103,7 @@ def month_row(month: str, rows: Sequence[dict[str, Any]], lat: Latency | None) -
         "completeness": ratio(valid, expected),
         "days_counted": sum(1 for r in rows if r["counts"]),
         "days_not_counted": [r["date"] for r in rows if not r["counts"]],
+        "invalidated_hours": sum(r.get("invalidated_hours", 0) for r in rows),
         **_latency_fields(lat),
     }
 
@@ -117,6 +137,7 @@ def report(rep: Reports, days: Sequence[date]) -> dict[str, Any]:
                 air.day_values[sid][d].hours,
                 list(required),
                 air.station_days[sid][d].valid,
+                _invalid_hours(air.invalidated, sid, required, cal.day_hours(d, rep.zone)),
             )
             for d in days
         ]
@@ -127,7 +148,9 @@ def report(rep: Reports, days: Sequence[date]) -> dict[str, Any]:
         for d in days:
             wd = water.values[sid][d]
             counts = bool(params) and all(p in wd.values for p in params)
-            rows.append(_day_row(d, len(cal.day_hours(d, rep.zone)), wd.hours, params, counts))
+            dh = cal.day_hours(d, rep.zone)
+            bad = _invalid_hours(water.invalidated, sid, params, dh)
+            rows.append(_day_row(d, len(dh), wd.hours, params, counts, bad))
         stations.append(_station(water.stations[sid], rows, per_day, per_month, rep))
     return {
         "report": "completeness",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -20,6 +20,8 @@ from envnet.core.standards import gb3095, gb3838, hj633
 from envnet.domain.reports import daily, rules, stats, water
 from envnet.domain.reports.daily import DailyIndex
 from envnet.domain.reports.stations import StationInfo, unregistered
+from envnet.domain.review.invalidation import hours as inv_hours
+from envnet.store import review
 from envnet.store.influx.reports import InfluxQL, hourly_counts
 from envnet.store.state import SqliteStateStore
 from server.reports import completeness
@@ -44,6 +46,8 @@ class AirData:
     stations: dict[str, StationInfo]
     station_days: dict[str, dict[date, DailyIndex]]  # station -> day -> index
     day_values: dict[str, dict[date, daily.DayValues]]
+    # station -> parameter -> hour starts a reviewer invalidated (taken out of every figure)
+    invalidated: dict[str, dict[str, set[int]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -52,6 +56,7 @@ class WaterData:
     stations: dict[str, StationInfo]
     values: dict[str, dict[date, water.WaterDay]]
     reported: dict[str, set[str]]  # parameters each station reported in the range
+    invalidated: dict[str, dict[str, set[int]]] = field(default_factory=dict)
 
 
 class Reports:
@@ -93,11 +98,29 @@ class Reports:
         end = cal.day_start(days[-1] + timedelta(days=1), self.zone)
         return start, end, cal.hour_offset_s(self.zone, days[0])
 
+    def invalidated(
+        self, counts: dict, params: Sequence[str], start: int, end: int
+    ) -> dict[str, dict[str, set[int]]]:
+        """Take the hours reviewers invalidated out of `counts` (in place); returns them,
+        station -> parameter -> hour starts, for completeness to report as such."""
+        out: dict[str, dict[str, set[int]]] = {}
+        for inv in review.active_between(self.store, start, end):
+            for p in params:
+                if not inv.covers(p):
+                    continue
+                hs = {h for h in inv_hours(inv.hour_start, inv.hour_end) if start <= h < end}
+                out.setdefault(inv.station, {}).setdefault(p, set()).update(hs)
+                got = counts.get(inv.station, {}).get(p)
+                for h in hs if got else ():
+                    got.pop(h, None)
+        return out
+
     def _hourly(
         self, kind: str, params: Sequence[str], days: Sequence[date], known: dict[str, StationInfo]
-    ) -> tuple[dict[str, StationInfo], dict[str, dict[str, dict[int, float]]], dict]:
+    ) -> tuple[dict[str, StationInfo], dict[str, dict[str, dict[int, float]]], dict, dict]:
         start, end, offset = self._bounds(days)
         counts = hourly_counts(self.db, kind, params, start, end, offset)
+        invalid = self.invalidated(counts, params, start, end)
         stations = {sid: st for sid, st in known.items() if st.kind == kind}
         for sid in counts:
             if sid and sid not in stations and sid not in known:
@@ -108,10 +131,10 @@ class Reports:
             )
             for sid, st in stations.items()
         }
-        return stations, means, counts
+        return stations, means, counts, invalid
 
     def air(self, days: Sequence[date]) -> AirData:
-        stations, means, _ = self._hourly("air", hj633.POLLUTANTS, days, self.registry())
+        stations, means, _, invalid = self._hourly("air", hj633.POLLUTANTS, days, self.registry())
         o3_min = self.settings.alerts.o3_daily_min_8h
         required = self.r.required_pollutants
         sdays: dict[str, dict[date, DailyIndex]] = {}
@@ -125,10 +148,12 @@ class Reports:
                 sdays.setdefault(sid, {})[d] = daily.daily_index(
                     dv.values, required, self.edition, dv.o3_1h_max
                 )
-        return AirData(list(days), stations, sdays, dvals)
+        return AirData(list(days), stations, sdays, dvals, invalid)
 
     def water(self, days: Sequence[date]) -> WaterData:
-        stations, means, counts = self._hourly("water", WATER_PARAMS, days, self.registry())
+        stations, means, counts, invalid = self._hourly(
+            "water", WATER_PARAMS, days, self.registry()
+        )
         values: dict[str, dict[date, water.WaterDay]] = {}
         for sid, st in stations.items():
             for d in days:
@@ -141,7 +166,7 @@ class Reports:
                     st.assessment,
                 )
         reported = {sid: {p for p, h in counts.get(sid, {}).items() if h} for sid in stations}
-        return WaterData(list(days), stations, values, reported)
+        return WaterData(list(days), stations, values, reported, invalid)
 
     # -- regions -----------------------------------------------------------------------------
     def members(self, data: AirData) -> dict[tuple[str, str], list[str]]:

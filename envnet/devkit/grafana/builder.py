@@ -225,6 +225,28 @@ def query_variable(name: str, lbl: str, query: str, multi: bool = False) -> db.Q
     return v
 
 
+# Reviewed or raw figures (docs/review.md): the review service moves a withdrawn figure to
+# the tag review=invalid and writes a recomputed one with review=recomputed. "Reviewed" hides
+# the withdrawn ones, "raw" hides the recomputed ones; points never reviewed have no tag and
+# show in both.
+REVIEWED = "\"review\" != '$review'"
+
+
+def review_variable() -> db.CustomVariable:
+    return (
+        db.CustomVariable("review")
+        .label("数据 Data")
+        .values("已审核 reviewed : invalid, 原始 raw : recomputed")
+        .current(dm.VariableOption(selected=True, text="已审核 reviewed", value="invalid"))
+        .options(
+            [
+                dm.VariableOption(selected=True, text="已审核 reviewed", value="invalid"),
+                dm.VariableOption(selected=False, text="原始 raw", value="recomputed"),
+            ]
+        )
+    )
+
+
 def envnet_dashboard(
     uid: str, title: str, tags: list[str], time_from: str, desc: str
 ) -> db.Dashboard:

@@ -14,11 +14,13 @@ from grafana_foundation_sdk.models import geomap as gm
 from envnet.core.standards import DEFAULT_EDITION, gb3095, hj633
 from envnet.devkit.grafana.builder import (
     DATASOURCE,
+    REVIEWED,
     envnet_dashboard,
     ident,
     override,
     query_variable,
     regex_match,
+    review_variable,
     series,
     stat_panel,
     steps,
@@ -42,7 +44,7 @@ from envnet.devkit.grafana.fields import (
 # Shenyang city centre, the reference deployment (geomap's initial view).
 MAP_CENTRE = {"lat": 41.80, "lon": 123.43, "zoom": 10}
 
-AQI_1H = "\"window\" = '1h'"
+AQI_1H = f"\"window\" = '1h' AND {REVIEWED}"
 
 
 def city_air(edition: str = DEFAULT_EDITION) -> db.Dashboard:
@@ -52,20 +54,24 @@ def city_air(edition: str = DEFAULT_EDITION) -> db.Dashboard:
         f'WHERE {AQI_1H} AND {district} AND $timeFilter GROUP BY "station"'
     )
     aqi_std = get_designation("aqi", edition)
-    d = envnet_dashboard(
-        "envnet-city-air",
-        "城市空气质量 City air",
-        ["air", "aqi"],
-        "now-24h",
-        f"AQI ({aqi_std}) per station and for the city; PM2.5 and O3 against "
-        f"{get_designation('air_limits', edition)} Grade II limits.",
-    ).with_variable(
-        query_variable(
-            "district",
-            "区 District",
-            'SHOW TAG VALUES FROM "air" WITH KEY = "district"',
-            multi=True,
+    d = (
+        envnet_dashboard(
+            "envnet-city-air",
+            "城市空气质量 City air",
+            ["air", "aqi"],
+            "now-24h",
+            f"AQI ({aqi_std}) per station and for the city; PM2.5 and O3 against "
+            f"{get_designation('air_limits', edition)} Grade II limits.",
         )
+        .with_variable(
+            query_variable(
+                "district",
+                "区 District",
+                'SHOW TAG VALUES FROM "air" WITH KEY = "district"',
+                multi=True,
+            )
+        )
+        .with_variable(review_variable())
     )
 
     d = d.with_row(db.Row("当前 Now"))
@@ -231,7 +237,7 @@ def city_air(edition: str = DEFAULT_EDITION) -> db.Dashboard:
                     series(
                         "aqi",
                         "aqi",
-                        f"\"window\" = '{window}' AND {district}",
+                        f"\"window\" = '{window}' AND {REVIEWED} AND {district}",
                         ("station",),
                         "last",
                     ),

@@ -50,26 +50,34 @@ def rivers(edition: str = DEFAULT_EDITION) -> db.Dashboard:
         table_panel(
             "各断面当前类别 Sections now",
             target(
+                # The provisional flag, not last("exceeding"): a provisional class (fewer
+                # than the assessment set's parameters) writes no "exceeding", so
+                # last("exceeding") would pair today's class with an older complete one's
+                # verdict. Class against target reads from class_num and target_num.
                 'SELECT last("class") AS "class", last("class_num") AS "class_num", '
-                'last("target_num") AS "target_num", last("exceeding") AS "exceeding" '
+                'last("target_num") AS "target_num", last("provisional") AS "provisional" '
                 f'FROM "water_class" WHERE {river} AND $timeFilter '
                 'GROUP BY "river", "section", "target_class"',
                 fmt="table",
             ),
-            desc="Each section's latest class, its target class, and whether it is worse.",
+            desc=(
+                "Each section's latest class and its target class; 暂定 provisional when the"
+                " class rests on fewer than the assessment set's parameters (a provisional"
+                " class neither meets nor misses its target)."
+            ),
         )
         .span(24)
         .height(7)
         .overrides(
             [
                 override(
-                    "exceeding",
+                    "provisional",
                     mappings=[
                         {
                             "type": "value",
                             "options": {
-                                "0": {"text": "达标 meets target", "color": "green", "index": 0},
-                                "1": {"text": "超标 worse than target", "color": "red", "index": 1},
+                                "0": {"text": "完整 complete", "color": "green", "index": 0},
+                                "1": {"text": "暂定 provisional", "color": "yellow", "index": 1},
                             },
                         }
                     ],

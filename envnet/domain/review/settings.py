@@ -1,0 +1,47 @@
+"""Settings of data review (`[review]`): calibration and neighbour checks. docs/review.md."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from envnet.domain.review.calibration import Limits
+from envnet.domain.review.consistency import Check
+
+
+class ReviewSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Reports and alerts use calibrated (corrected) values of calibrated micro stations
+    # instead of raw ones; every report says which it used ("values": "corrected" | "raw").
+    use_corrected: bool = False
+    # Parameters calibrated against the reference stations (PM at least).
+    calibration_parameters: list[str] = Field(default_factory=lambda: ["pm25", "pm10"])
+    # Station classes that are references (national and city stations).
+    reference_classes: list[str] = Field(default_factory=lambda: ["national", "city"])
+    # A micro station is paired with its registry's `reference` station, else the nearest
+    # reference within this distance.
+    colocation_max_m: float = Field(500.0, gt=0, le=50_000)
+    calibration_window_days: float = Field(14.0, gt=0, le=365)
+    calibration_step_days: float = Field(1.0, gt=0, le=365)
+    calibration_min_pairs: int = Field(72, ge=3)
+    calibration_min_r2: float = Field(0.7, ge=0, le=1)
+    calibration_max_bias: float = Field(5.0, gt=0)
+    # Neighbour consistency: district median, or the stations within this radius.
+    neighbour_radius_m: float = Field(3000.0, gt=0)
+    neighbour_k: float = Field(4.0, gt=0)
+    neighbour_spread_floor: float = Field(5.0, ge=0)
+    neighbour_min: int = Field(3, ge=1)
+    neighbour_sustain_hours: int = Field(6, ge=1, le=168)
+
+    def limits(self) -> Limits:
+        return Limits(
+            self.calibration_min_pairs, self.calibration_min_r2, self.calibration_max_bias
+        )
+
+    def check(self) -> Check:
+        return Check(
+            self.neighbour_k,
+            self.neighbour_spread_floor,
+            self.neighbour_min,
+            self.neighbour_sustain_hours,
+        )
