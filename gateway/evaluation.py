@@ -369,6 +369,9 @@ class EvaluatorThread:
 
 
 def _child_main(settings: Settings, parent: int, log_level: str) -> None:
+    from gateway.processor import die_with_parent
+
+    die_with_parent(parent)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     workers = PartitionWorkers(settings)
     signal.signal(signal.SIGTERM, lambda *_: workers.stop_event.set())

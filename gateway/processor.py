@@ -20,6 +20,7 @@ competes with the MQTT session for the receiver's GIL.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from envnet.config import Settings
@@ -220,6 +222,23 @@ class LogProcessor:
             log.warning("could not trim the message log: %s", e)
 
     def run(self) -> None:
+        """Hold the log's processor lock (a killed gateway's processor may still be finishing
+        a batch), read the committed cursors, then process until stopped."""
+        lock_path = Path(f"{self.log.path}.processor.lock")
+        with open(lock_path, "w") as lock:
+            while not self.stop_event.is_set():
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    self.stop_event.wait(0.05)
+            else:
+                return
+            self.cur_buffer = self.buffer.log_position(self.uid)
+            self.cur_state = int(self.store.get_kv(self.state_key) or 0)
+            self._loop()
+
+    def _loop(self) -> None:
         while not self.stop_event.is_set():
             try:
                 n = self.step()
@@ -246,6 +265,19 @@ class LogProcessor:
                 log.warning("could not publish gateway counters: %s", e)
 
 
+def die_with_parent(parent: int) -> None:
+    """A child of the gateway gets SIGKILL from the kernel when the gateway dies, however it
+    dies (Linux PR_SET_PDEATHSIG); if it is already gone, exit now."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: watch_parent below still notices
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def watch_parent(parent: int, stop) -> None:
     """A SIGKILLed gateway cannot tell its children: they notice and stop themselves."""
 
@@ -263,6 +295,7 @@ def watch_parent(parent: int, stop) -> None:
 def process_main(settings: Settings, parent: int, log_level: str) -> None:
     """The processor child process: the loop, the InfluxDB writer and, with
     `gateway.evaluator = "thread"`, the alert evaluator."""
+    die_with_parent(parent)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from gateway.evaluation import EvaluatorThread
 

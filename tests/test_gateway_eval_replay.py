@@ -1,8 +1,9 @@
 """A gateway killed after acknowledging a batch but before evaluating it: the next gateway
-evaluates that batch from the buffer's evaluation queue, exactly once.
+evaluates that batch from the state store's evaluation queue, exactly once.
 
-In process, on real SQLite files: `Gateway.process` is the commit that precedes the broker
-acknowledgement; an evaluator dropped without saving its state is the SIGKILL.
+In process, on real SQLite files: `Gateway.receive` is the log commit that precedes the broker
+acknowledgement, `LogProcessor.step` the processing of the log; an evaluator dropped without
+saving its state is the SIGKILL.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import time
 from pathlib import Path
 
 from envnet.config import load_config
-from gateway.app import Gateway, Inbound
+from gateway.app import Gateway
 from gateway.evaluation import EvaluationWorker
+from gateway.processor import LogProcessor
 
 T = "envnet/v1/replay-01/reading"
 
@@ -28,8 +30,23 @@ def _settings(tmp_path: Path):
     return load_config(None, environ=env)
 
 
-def _gateway(tmp_path: Path) -> Gateway:
-    return Gateway(_settings(tmp_path))
+class _Gateway:
+    """The receiver's commit and the processor's, in process: what acknowledging means."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.receiver = Gateway(_settings(tmp_path))
+        self.processor = LogProcessor(_settings(tmp_path))
+
+    def process(self, batch: list) -> int:
+        self.receiver.receive(batch)
+        n = 0
+        while k := self.processor.step():
+            n += k
+        return n
+
+
+def _gateway(tmp_path: Path) -> _Gateway:
+    return _Gateway(tmp_path)
 
 
 def _evaluator(tmp_path: Path) -> EvaluationWorker:
@@ -43,11 +60,11 @@ def _drain(ev: EvaluationWorker) -> int:
     return n
 
 
-def _batch(t0: float, pm25: list[float], mid0: int = 1) -> list[Inbound]:
+def _batch(t0: float, pm25: list[float], mid0: int = 1) -> list:
     out = []
     for i, v in enumerate(pm25):
         doc = {"v": 1, "seq": mid0 + i, "ts": t0 + 60 * i, "kind": "air", "values": {"pm25": v}}
-        out.append(Inbound(T, json.dumps(doc).encode(), mid0 + i, 1, time.time()))
+        out.append((T, json.dumps(doc).encode(), mid0 + i, 1, time.time()))
     return out
 
 
@@ -68,9 +85,8 @@ def _finish(ev: EvaluationWorker) -> None:
 def test_a_batch_acknowledged_but_not_evaluated_is_evaluated_by_the_next_gateway(tmp_path):
     t0 = time.time() - 3600
     first = _gateway(tmp_path)
-    accepted, last_eval = first.process(_batch(t0, [20.0, 25.0, 900.0]))  # 875 > 300: a jump
-    first._update_state(accepted)
-    assert last_eval == 3 and _jump_alerts(tmp_path) == []
+    assert first.process(_batch(t0, [20.0, 25.0, 900.0])) == 3  # 875 > 300: a jump
+    assert _jump_alerts(tmp_path) == []
     del first  # killed: acknowledged, durable, never evaluated
 
     second = _evaluator(tmp_path)
@@ -82,8 +98,8 @@ def test_a_batch_acknowledged_but_not_evaluated_is_evaluated_by_the_next_gateway
     # The next evaluator finds nothing left: the jump is counted once, not again.
     third = _evaluator(tmp_path)
     assert _drain(third) == 0
-    with sqlite3.connect(tmp_path / "buffer.db") as buf:
-        assert buf.execute("SELECT count(*) FROM eval_queue").fetchone()[0] == 0
+    with sqlite3.connect(tmp_path / "state.db") as st:
+        assert st.execute("SELECT count(*) FROM evaluation_queue").fetchone()[0] == 0
     assert _jump_alerts(tmp_path) == [alert]
 
 
