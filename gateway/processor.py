@@ -24,6 +24,7 @@ import fcntl
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -72,6 +73,9 @@ class LogProcessor:
         self.uid = self.log.uid
         self.buffer = Buffer(g.buffer_path)
         self.store = SqliteStateStore(settings.store.path)
+        # Registry lookups on a connection of their own: the state side's transaction (which
+        # may wait for the evaluator's) never holds up decoding.
+        self.registry = SqliteStateStore(settings.store.path)
         self.queue = EvaluationQueue(self.store, g.eval_partitions)
         self.state_key = f"gateway:log:{self.uid}:cursor"
         self.cur_buffer = self.buffer.log_position(self.uid)
@@ -89,7 +93,7 @@ class LogProcessor:
         hit = self._meta_cache.get(station)
         if hit and hit[0] > now:
             return hit[1]
-        meta = self.store.get_station_meta(station)
+        meta = self.registry.get_station_meta(station)
         self._meta_cache[station] = (now + 5.0, meta)
         return meta
 
@@ -238,10 +242,64 @@ class LogProcessor:
             self.cur_state = int(self.store.get_kv(self.state_key) or 0)
             self._loop()
 
+    def _catch_up(self) -> None:
+        """Until both sides are at the same place in the log (after a crash between the two
+        commits), one step at a time."""
+        while self.cur_state != self.cur_buffer and not self.stop_event.is_set():
+            try:
+                self.step()
+            except Exception:
+                log.exception("processing the message log failed; retrying")
+                self.stop_event.wait(1.0)
+
+    def _state_side(self, batches: queue.Queue) -> None:
+        """The state side, a batch behind the buffer side: a state store busy with the
+        evaluator's transaction delays station state, never InfluxDB."""
+        done = False
+        while not done:
+            batch = batches.get()
+            if batch is None:
+                return
+            # Everything that queued up while the last commit waited: one transaction.
+            while len(batch) < 4 * BATCH_MAX:
+                try:
+                    more = batches.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                batch = batch + more
+            while True:
+                try:
+                    self._commit_state(batch)
+                    break
+                except Exception:
+                    log.exception("state store update failed; retrying")
+                    time.sleep(1.0)
+
     def _loop(self) -> None:
+        self._catch_up()
+        # Bounded in batches (each up to BATCH_MAX): if the state store stays locked, decoding
+        # waits rather than holding the log in memory.
+        batches: queue.Queue = queue.Queue(maxsize=200)
+        state_thread = threading.Thread(target=self._state_side, args=(batches,), name="state")
+        state_thread.start()
+        try:
+            self._buffer_loop(batches)
+        finally:
+            batches.put(None)
+            state_thread.join()
+
+    def _buffer_loop(self, batches: queue.Queue) -> None:
         while not self.stop_event.is_set():
             try:
-                n = self.step()
+                entries = self.log.read(self.cur_buffer, BATCH_MAX)
+                if entries:
+                    decoded = [self.decode(e) for e in entries]
+                    self._commit_buffer(decoded)
+                    batches.put(decoded)
+                n = len(entries)
             except BufferFullError as e:
                 metrics.buffer_errors.inc()
                 log.error("cannot store to the buffer, retrying: %s", e)
