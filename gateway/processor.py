@@ -21,7 +21,6 @@ competes with the MQTT session for the receiver's GIL.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import queue
@@ -32,6 +31,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from envnet.config import Settings
 from envnet.core import contract
@@ -50,6 +51,9 @@ IDLE_POLL_S = 0.005
 HOUSEKEEPING_S = 1.0
 EVALUATED = ("reading", "status", "health")
 CONSUMER = "processor"
+# The evaluation queue's bodies: compact JSON, as json.dumps(separators=(",", ":")) writes it
+# (NaN cannot occur: the contract refuses it), several times faster.
+_dumps = msgspec.json.Encoder().encode
 
 
 @dataclass(slots=True)
@@ -163,8 +167,7 @@ class LogProcessor:
                     continue
                 station, sub, at = d.msg.station, d.msg.sub, d.entry.received_at
                 if sub in EVALUATED:
-                    body = json.dumps(d.evaluated, separators=(",", ":"))
-                    evals.append((sub, station, body, at))
+                    evals.append((sub, station, _dumps(d.evaluated).decode(), at))
                 if sub == "reading":
                     rows = d.result.readings
                     by_station.setdefault(station, (rows[0]["kind"], []))[1].extend(rows)
