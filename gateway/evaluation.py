@@ -54,7 +54,7 @@ TICK_S = 2.0
 RUN_MAX = 500  # queued messages evaluated in one state-store transaction
 IDLE_POLL_S = 0.02  # how often an idle evaluator process looks at the queue
 META_TTL_S = 5.0  # registry changes reach the evaluator within this
-EVALUATOR_NICE = 5
+EVALUATOR_NICE = 10
 PARTITION_TAKEOVER_S = 10.0  # a partition free this long is taken over by a running evaluator
 
 Item = tuple[str, str, dict | None, Any, float]  # sub, station, meta, body, received_at
