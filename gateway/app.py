@@ -132,7 +132,7 @@ class Gateway:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.append((msg.topic, msg.payload, msg.mid, msg.qos, time.time()))
+        self.inbox.append((msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time()))
 
     # -- receive -------------------------------------------------------------------------
     def _take_batch(self) -> list[tuple[str, bytes, int, int, float]]:
@@ -143,7 +143,7 @@ class Gateway:
                 return []
         else:
             time.sleep(BATCH_WAIT_S)  # let a burst gather: one commit for many messages
-        batch = []
+        batch: list[tuple[str, bytes, int, int, float]] = []
         while inbox and len(batch) < BATCH_MAX:
             batch.append(inbox.popleft())
         return batch

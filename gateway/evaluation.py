@@ -46,6 +46,7 @@ from envnet.store.alerts import SqliteAlertStore
 from envnet.store.influx.line_protocol import line
 from envnet.store.state import SqliteStateStore
 from gateway.buffer import Buffer, Point
+from gateway.children import die_with_parent
 from gateway.evalqueue import EvaluationQueue, partition_of
 
 log = logging.getLogger("envnet.gateway.alerts")
@@ -373,8 +374,6 @@ class EvaluatorThread:
 
 
 def _child_main(settings: Settings, parent: int, log_level: str) -> None:
-    from gateway.processor import die_with_parent
-
     die_with_parent(parent)
     # Below the receiver and the processor: alerts may lag a burst by seconds, the path to
     # durability and to InfluxDB should not wait for them.

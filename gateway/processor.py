@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import queue
 import signal
 import threading
@@ -39,6 +38,7 @@ from envnet.core import contract
 from envnet.store.state import SqliteStateStore
 from gateway import metrics
 from gateway.buffer import Buffer, BufferFullError, DeadLetter, Point
+from gateway.children import die_with_parent, watch_parent
 from gateway.evalqueue import EvaluationQueue
 from gateway.ingest import Ingested, ReceiveStamps, ingest
 from gateway.log import Entry, MessageLog, log_path_for
@@ -324,33 +324,6 @@ class LogProcessor:
                 self.store.put_kv(key, {"at": time.time(), "metrics": metrics.snapshot()})
             except Exception as e:
                 log.warning("could not publish gateway counters: %s", e)
-
-
-def die_with_parent(parent: int) -> None:
-    """A child of the gateway gets SIGKILL from the kernel when the gateway dies, however it
-    dies (Linux PR_SET_PDEATHSIG); if it is already gone, exit now."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: watch_parent below still notices
-        pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-def watch_parent(parent: int, stop) -> None:
-    """A SIGKILLed gateway cannot tell its children: they notice and stop themselves."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.2)
-            if os.getppid() != parent:
-                log.warning("the gateway process is gone; %s stops", threading.current_thread())
-                stop()
-                return
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def process_main(settings: Settings, parent: int, log_level: str) -> None:
