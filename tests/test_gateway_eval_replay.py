@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -118,3 +119,40 @@ def test_replay_continues_from_the_last_saved_state_without_counting_twice(tmp_p
     assert _drain(again) == 2  # seq 3 and 4 again, into windows restored without them
     _finish(again)
     assert _drain(_evaluator(tmp_path)) == 0
+
+
+def test_partitions_are_claimed_once_and_taken_over_when_their_evaluator_stops(
+    tmp_path, monkeypatch
+):
+    from gateway import evaluation
+    from gateway.evaluation import PartitionWorkers
+
+    monkeypatch.setattr(evaluation, "PARTITION_TAKEOVER_S", 0.5)
+    env = {
+        "ENVNET_STORE_PATH": str(tmp_path / "state.db"),
+        "ENVNET_GATEWAY_BUFFER_PATH": str(tmp_path / "buffer.db"),
+        "ENVNET_INFLUX_URL": "http://127.0.0.1:9",
+        "ENVNET_GATEWAY_EVAL_PARTITIONS": "2",
+    }
+    settings = load_config(None, environ=env)
+    a, b = PartitionWorkers(settings), PartitionWorkers(settings)
+    threads = [threading.Thread(target=w.run, daemon=True) for w in (a, b)]
+    try:
+        threads[0].start()
+        _wait(lambda: set(a.workers) == {0})
+        threads[1].start()
+        _wait(lambda: set(b.workers) == {1})
+        time.sleep(1.5)  # nothing is orphaned: nobody takes a second partition
+        assert set(a.workers) == {0} and set(b.workers) == {1}
+        b.stop()  # its gateway is gone: partition 1 is free
+        _wait(lambda: set(a.workers) == {0, 1}, timeout=10)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def _wait(check, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
