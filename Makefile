@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-APT_PACKAGES := mosquitto influxdb openssl chromium chromium-driver fonts-wqy-zenhei
+APT_PACKAGES := mosquitto influxdb openssl chromium chromium-driver fonts-wqy-zenhei victoria-metrics
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system demo test lint fw-compile bench clean
@@ -13,11 +13,12 @@ setup: system $(STAMP)
 # Debian packages: the real Mosquitto 2 and InfluxDB that the demo and the tests start;
 # openssl makes the TLS test certificates (tests/test_tls.py, envnet.devkit.services.make_test_certs);
 # chromium and chromium-driver run the pages' browser tests headless (tests/test_pages_browser.py),
-# fonts-wqy-zenhei gives them Chinese glyphs for the screenshots in docs/pages.md.
+# fonts-wqy-zenhei gives them Chinese glyphs for the screenshots in docs/pages.md;
+# victoria-metrics is a real server for the v2 write API (tests/test_influx_v2_write.py).
 system:
 	@if [ ! -x /usr/sbin/mosquitto ] || [ ! -x /usr/bin/influxd ] || [ ! -x /usr/bin/openssl ] \
 		|| [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] \
-		|| [ ! -d /usr/share/fonts/truetype/wqy ]; then \
+		|| [ ! -d /usr/share/fonts/truetype/wqy ] || [ ! -x /usr/bin/victoria-metrics ]; then \
 		echo "installing $(APT_PACKAGES) with apt-get"; \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \

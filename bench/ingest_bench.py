@@ -207,11 +207,39 @@ class GatewayProc:
             time.sleep(poll)
         raise RuntimeError("gateway did not subscribe")
 
+    def pids(self) -> dict[str, int]:
+        """The gateway's processes: the receiver and its children (processor, evaluator)."""
+        out = {"receiver": self.p.pid}
+        try:
+            kids = Path(f"/proc/{self.p.pid}/task/{self.p.pid}/children").read_text().split()
+        except OSError:
+            kids = []
+        for pid in map(int, kids):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "resource_tracker" in cmd:
+                continue
+            n = len(out)
+            out[f"child{n}"] = pid
+        return out
+
+    def rss_by_process(self) -> dict[str, float]:
+        """VmHWM (peak resident set), MB, of every gateway process."""
+        out = {}
+        for name, pid in self.pids().items():
+            try:
+                text = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
+            proc = fields.get("Name", "").strip()
+            out[f"{name}({proc})"] = int(fields["VmHWM"].split()[0]) / 1024
+        return out
+
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.p.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return sum(self.rss_by_process().values())
 
     def stop(self) -> None:
         if self.p.poll() is None:
@@ -417,9 +445,14 @@ def main() -> None:
                     f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
                     + (f" ([red]{missing} not seen[/red])" if missing else "")
                 )
-                rss = gw.rss_mb()
+                by_proc = gw.rss_by_process()
+                rss = sum(by_proc.values())
                 alive = gw.p.poll() is None
-                console.print(f"gateway peak RSS (VmHWM): {rss:.1f} MB; alive: {alive}")
+                each = ", ".join(f"{k} {v:.1f} MB" for k, v in by_proc.items())
+                console.print(
+                    f"gateway peak RSS (VmHWM) per process: {each}; total {rss:.1f} MB;"
+                    f" alive: {alive}"
+                )
             finally:
                 gw.stop()
 

@@ -120,6 +120,12 @@ class GatewaySettings(_Section):
     raw_retention_days: float = Field(366.0, ge=0)
     # Alert evaluation as a child process (a core of its own) or a thread of the gateway.
     evaluator: Literal["process", "thread"] = "process"
+    # The message log every received message is committed to before it is acknowledged
+    # (empty: beside buffer_path, "<buffer>-log.db"). Its rows are kept raw_retention_days.
+    log_path: str = ""
+    # Alert evaluation is split by station into this many partitions; every gateway sharing
+    # one state store (and one MQTT shared subscription) must use the same number.
+    eval_partitions: int = Field(1, ge=1, le=256)
 
 
 class ServerSettings(_Section):

@@ -1,24 +1,26 @@
-"""The gateway process: MQTT subscriber -> validate -> durable buffer -> ack; writer -> InfluxDB.
+"""The gateway process: it holds the MQTT session and only makes the bytes durable.
 
-Threads: paho's network loop queues messages; the ingest loop validates a batch, commits it to
-the buffer in one transaction (points for InfluxDB, the raw messages, the evaluation queue)
-and only then acknowledges each message to the broker (QoS 1, manual ack); the writer drains
-the buffer to InfluxDB; the alert evaluator (a child process by default, see evaluation.py)
-drains the evaluation queue. Kill it at any point: what was not acknowledged is redelivered
-by the broker, what was acknowledged is on disk and will be written and evaluated.
+paho's network thread hands each message (topic, payload, mid) to the receive loop, which every
+few milliseconds appends the batch to the message log (gateway/log.py: one executemany, one
+commit, SQLite WAL) and only then acknowledges each message to the broker (QoS 1, manual ack).
+Nothing is decoded here, so paho has this process's GIL almost to itself.
+
+Everything else reads the log in its own process: the log processor (gateway/processor.py:
+validation, dead letters, dedupe, station state, the evaluation queue, InfluxDB through the
+writer) and the alert evaluator (gateway/evaluation.py). Kill any of them at any point: what
+was not acknowledged is redelivered by the broker, what was acknowledged is in the log and is
+processed from the committed cursors.
 """
 
 from __future__ import annotations
 
-import json
+import collections
 import logging
-import queue
+import multiprocessing
+import os
 import sys
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
-from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -26,67 +28,55 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from envnet.config import Settings
 from envnet.core import contract
-from envnet.store.state import SqliteStateStore
 from gateway import metrics
-from gateway.buffer import Buffer, BufferFullError, DeadLetter, EvalItem, RawMessage
 from gateway.evaluation import make_evaluator
-from gateway.ingest import Ingested, ReceiveStamps, ingest
-from gateway.writer import InfluxWriter
+from gateway.log import LogFullError, MessageLog, Received, log_path_for, station_of
+from gateway.processor import process_main
 
 log = logging.getLogger("envnet.gateway")
 
 SUBSCRIPTION = f"{contract.TOPIC_ROOT}+/#"
 BATCH_MAX = 5000
-BATCH_WAIT_S = 0.01
+BATCH_WAIT_S = 0.005  # how long the receive loop gathers messages into one commit
 
 
-@dataclass(slots=True)
-class Inbound:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_at: float
+class ProcessorProcess:
+    """The log processor as a child process (spawned: the gateway runs threads)."""
 
+    def __init__(self, settings: Settings) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        self._proc = ctx.Process(
+            target=process_main, args=(settings, os.getpid(), level), name="envnet-processor"
+        )
 
-class Accepted(NamedTuple):
-    """A validated message, durable in the buffer, on its way to state and evaluation."""
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
 
-    station: str
-    sub: str
-    meta: dict | None
-    body: Any
-    result: Ingested
-    received_at: float
-    evaluated: Any  # what the alert evaluator takes: reading rows, or the body as a dict
+    def start(self) -> None:
+        self._proc.start()
 
-
-EVALUATED = ("reading", "status", "health")
-
-
-def _evaluated(msg: contract.Message, result: Ingested) -> Any:
-    if msg.sub == "reading":
-        return result.readings
-    return msg.body.model_dump()
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._proc.is_alive():
+            self._proc.terminate()  # SIGTERM: it finishes its batch and exits
+            self._proc.join(timeout)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
 
 
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.buffer = Buffer(settings.gateway.buffer_path)
-        self.store = SqliteStateStore(settings.store.path)
-        self.writer = InfluxWriter(
-            self.buffer,
-            settings.influx,
-            settings.gateway.keep_written_hours * 3600,
-            settings.gateway.raw_retention_days * 86400,
-        )
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        g = settings.gateway
+        self.log = MessageLog(log_path_for(g.buffer_path, g.log_path))
+        # (topic, payload, mid, qos, received_at); a deque: paho's thread appends, we pop.
+        self.inbox: collections.deque[tuple[str, bytes, int, int, float]] = collections.deque()
         self.stop_event = threading.Event()
         self.connected = threading.Event()
-        self.evaluation = make_evaluator(settings)
-        self._meta_cache: dict[str, tuple[float, dict | None]] = {}
-        self._stamps = ReceiveStamps()
+        self.processor = ProcessorProcess(settings)
+        self.evaluation = make_evaluator(settings) if g.evaluator == "process" else None
         self.client = self._make_client()
 
     # -- MQTT ----------------------------------------------------------------------------
@@ -142,169 +132,65 @@ class Gateway:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.time()))
+        self.inbox.append((msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time()))
 
-    # -- ingest --------------------------------------------------------------------------
-    def _meta(self, station: str) -> dict | None:
-        """Registry lookups, cached briefly: provisioning a station shows up within seconds."""
-        now = time.monotonic()
-        hit = self._meta_cache.get(station)
-        if hit and hit[0] > now:
-            return hit[1]
-        meta = self.store.get_station_meta(station)
-        self._meta_cache[station] = (now + 5.0, meta)
-        return meta
-
-    def _take_batch(self) -> list[Inbound]:
-        try:
-            first = self.inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + BATCH_WAIT_S
-        while len(batch) < BATCH_MAX:
-            try:
-                batch.append(self.inbox.get_nowait())
-            except queue.Empty:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.001)
+    # -- receive -------------------------------------------------------------------------
+    def _take_batch(self) -> list[tuple[str, bytes, int, int, float]]:
+        inbox = self.inbox
+        if not inbox:
+            self.stop_event.wait(BATCH_WAIT_S)
+            if not inbox:
+                return []
+        else:
+            time.sleep(BATCH_WAIT_S)  # let a burst gather: one commit for many messages
+        batch: list[tuple[str, bytes, int, int, float]] = []
+        while inbox and len(batch) < BATCH_MAX:
+            batch.append(inbox.popleft())
         return batch
 
-    def process(self, batch: list[Inbound]) -> tuple[list[Accepted], int]:
-        """Validate and commit a batch. Returns the accepted messages, for state and
-        evaluation, and the id of the batch's last item in the durable evaluation queue."""
-        points, dead, accepted = [], [], []
-        evals: list[EvalItem] = []
-        raw: list[RawMessage] = []
-        keep_raw = self.settings.gateway.raw_retention_days > 0
-        received: Counter[str] = Counter()
-        rejected: Counter[str] = Counter()
-        out_of_range = 0
-        for m in batch:
-            try:
-                msg = self._decode(m)
-            except contract.Rejected as e:
-                dead.append(DeadLetter(m.topic, m.payload, e.reason, e.detail))
-                rejected[e.reason] += 1
-                log.warning("rejected %s: %s", m.topic, e)
-                continue
-            except Exception as e:  # a validator bug: dead-letter the message, keep going
-                log.exception("internal error decoding %s; dead-lettered", m.topic)
-                dead.append(DeadLetter(m.topic, m.payload, "internal", repr(e)[:500]))
-                rejected["internal"] += 1
-                continue
-            try:
-                meta = self._meta(msg.station)
-                result = ingest(msg, meta, m.received_at, self._stamps)
-            except Exception as e:  # a bug must dead-letter one message, not stop ingestion
-                log.exception("internal error on %s; dead-lettered", m.topic)
-                dead.append(DeadLetter(m.topic, m.payload, "internal", repr(e)[:500]))
-                rejected["internal"] += 1
-                continue
-            received[msg.sub] += 1
-            if keep_raw:
-                raw.append(RawMessage(m.received_at, msg.station, m.topic, m.payload))
-            points.extend(result.points)
-            out_of_range += result.out_of_range
-            a = Accepted(
-                msg.station, msg.sub, meta, msg.body, result, m.received_at, _evaluated(msg, result)
-            )
-            accepted.append(a)
-            if a.sub in EVALUATED:
-                body = json.dumps(a.evaluated, separators=(",", ":"))
-                evals.append(EvalItem(a.sub, a.station, body, a.received_at))
-        new, dup, last_eval = self.buffer.store(points, dead, time.time(), raw, evals)
-        # Counted once per batch, after the commit: the counters never run ahead of the disk.
-        for sub, n in received.items():
-            metrics.messages_received.labels(sub=sub).inc(n)
-        for reason, n in rejected.items():
-            metrics.messages_rejected.labels(reason=reason).inc(n)
-        metrics.values_out_of_range.inc(out_of_range)
-        n_readings = sum(len(a.result.readings) for a in accepted)
-        metrics.readings_duplicate.inc(dup)
-        metrics.readings_stored.inc(max(n_readings - dup, 0))
-        return accepted, last_eval
-
-    def _decode(self, m: Inbound) -> contract.Message:
-        g = self.settings.gateway
-        if len(m.payload) > g.max_payload_bytes:
-            raise contract.Rejected("too_large", f"{len(m.payload)} bytes > {g.max_payload_bytes}")
-        msg = contract.decode(m.topic, m.payload)
-        if msg.sub == "reading":
-            contract.check_times(msg.body, m.received_at, g.max_future_s, g.max_age_days * 86400)
-        return msg
-
-    def _update_state(self, accepted: list[Accepted]) -> None:
-        # One state-store transaction per batch, not one per station (nested tx() calls join).
-        with self.store.tx():
-            self._update_state_tx(accepted)
-
-    def _update_state_tx(self, accepted: list[Accepted]) -> None:
-        by_station: dict[str, tuple[dict | None, list[dict]]] = {}
-        for a in accepted:
-            if a.sub == "reading":
-                by_station.setdefault(a.station, (a.meta, []))[1].extend(a.result.readings)
-                if a.meta is None:
-                    metrics.readings_unregistered.inc(len(a.result.readings))
-                continue
-            body = a.evaluated
-            if a.sub == "status":
-                self.store.record_status(a.station, a.body.state, body, a.received_at)
-            elif a.sub == "health":
-                self.store.record_health(a.station, body, a.received_at)
-            elif a.sub in ("ota", "cmd/ack"):  # for the server's OTA rollout worker
-                self.store.record_ota_event(a.station, a.sub, body, a.received_at)
-        self.store.record_readings_many(
-            [(station, rows[0]["kind"], rows) for station, (_, rows) in by_station.items()]
+    def receive(self, batch: list[tuple[str, bytes, int, int, float]]) -> int:
+        """Append a batch to the log (one commit); returns the last log id."""
+        root = contract.TOPIC_ROOT
+        return self.log.append(
+            [
+                Received(at, station_of(topic, root), topic, payload)
+                for topic, payload, _, _, at in batch
+            ]
         )
 
-    def _ingest_loop(self) -> None:
-        pending: list[Inbound] = []
-        while not self.stop_event.is_set() or not self.inbox.empty():
+    def _receive_loop(self) -> None:
+        pending: list[tuple[str, bytes, int, int, float]] = []
+        while not self.stop_event.is_set() or self.inbox:
             batch = pending or self._take_batch()
             if not batch:
                 continue
             try:
-                accepted, last_eval = self.process(batch)
-            except BufferFullError as e:
+                self.receive(batch)
+            except LogFullError as e:
                 # Not acknowledged: the broker keeps the messages. Retry until the disk recovers.
                 metrics.buffer_errors.inc()
                 log.error(
-                    "cannot store to the buffer, not acknowledging %d messages: %s", len(batch), e
+                    "cannot append to the message log, not acknowledging %d messages: %s",
+                    len(batch),
+                    e,
                 )
                 pending = batch
-                self.stop_event.wait(1.0)
+                time.sleep(1.0)
                 continue
             pending = []
-            for m in batch:
-                if m.qos > 0:
-                    self.client.ack(m.mid, m.qos)
-            try:
-                self._update_state(accepted)
-            except Exception:
-                log.exception("state store update failed; readings are safe in the buffer")
-            if last_eval:
-                self.evaluation.notify()
-
-    def _publish_counters(self) -> None:
-        key = f"gateway:{self.settings.mqtt.client_id}:metrics"
-        while not self.stop_event.wait(5.0):
-            try:
-                self.store.put_kv(key, {"at": time.time(), "metrics": metrics.snapshot()})
-            except Exception as e:
-                log.warning("could not publish gateway counters: %s", e)
+            ack = self.client.ack
+            for _, _, mid, qos, _ in batch:
+                if qos > 0:
+                    ack(mid, qos)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         url = urlparse(self.settings.mqtt.url)
         port = url.port or (8883 if url.scheme == "mqtts" else 1883)
-        self.writer.start()
-        self.evaluation.start()
-        self._threads = [
-            threading.Thread(target=self._ingest_loop, name="ingest", daemon=True),
-            threading.Thread(target=self._publish_counters, name="counters", daemon=True),
-        ]
+        self.processor.start()
+        if self.evaluation is not None:
+            self.evaluation.start()
+        self._threads = [threading.Thread(target=self._receive_loop, name="receive", daemon=True)]
         for t in self._threads:
             t.start()
         self.client.connect_async(url.hostname or "127.0.0.1", port, self.settings.mqtt.keepalive)
@@ -316,9 +202,9 @@ class Gateway:
         self.client.loop_stop()
         for t in self._threads:
             t.join(5)
-        self.evaluation.stop()
-        self.writer.stop()
-        self.writer.join(10)
+        if self.evaluation is not None:
+            self.evaluation.stop()
+        self.processor.stop()
 
     def run_forever(self) -> None:
         self.start()

@@ -65,11 +65,21 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     detail TEXT NOT NULL
 );
 """
+# Version 2 (log-first ingest): how far into the message log (gateway/log.py) the points and
+# dead letters here go, committed with them. raw_messages and eval_queue are no longer
+# written (the log and the state store's evaluation queue replace them); what an older
+# release left in them is still read (`envnet raw`) or moved (gateway/processor.py).
+SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS log_cursor (
+    log_uid TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+"""
 BUFFER = BUFFER_DB.register(
     "buffer",
     module=__name__,
-    tables=("points", "raw_messages", "eval_queue", "dead_letters"),
-    migrations=(SCHEMA_V1,),
+    tables=("points", "raw_messages", "eval_queue", "dead_letters", "log_cursor"),
+    migrations=(SCHEMA_V1, SCHEMA_V2),
 )
 
 
@@ -124,10 +134,12 @@ class Buffer:
         received_at: float,
         raw: Iterable[RawMessage] = (),
         evals: Iterable[EvalItem] = (),
+        log_cursor: tuple[str, int] | None = None,
     ) -> tuple[int, int, int]:
-        """Commit a batch durably: its points, its dead letters, the accepted messages as
-        received (kept for tracing) and what the alert evaluator must see (replayed after a
-        crash). Returns (new points, duplicates ignored, id of the last evaluation item)."""
+        """Commit a batch durably: its points, its dead letters and, with `log_cursor`
+        (log uid, last log id), how far into the message log they go. `raw` and `evals` are
+        the pre-log tables (kept for tests of upgrades). Returns (new points, duplicates
+        ignored, id of the last evaluation item)."""
         pts = [(p.station, p.measurement, p.seq, p.ts, p.line, received_at) for p in points]
         dls = [(received_at, d.topic, d.payload, d.reason, d.detail) for d in dead]
         raws = list(raw)
@@ -161,9 +173,24 @@ class Buffer:
                         " VALUES (?,?,?,?,?)",
                         dls,
                     )
+                if log_cursor is not None:
+                    c.execute(
+                        "INSERT INTO log_cursor(log_uid, position) VALUES (?,?) ON CONFLICT"
+                        "(log_uid) DO UPDATE SET position=excluded.position",
+                        log_cursor,
+                    )
         except sqlite3.OperationalError as e:  # rolled back by transaction()
             raise BufferFullError(f"buffer {self.path}: {e}") from e
         return new, len(pts) - new, last_eval
+
+    def log_position(self, log_uid: str) -> int:
+        """How far into the message log `log_uid` the points here go (0: nowhere yet)."""
+        rows = self.db.query("SELECT position FROM log_cursor WHERE log_uid=?", (log_uid,))
+        return int(rows[0][0]) if rows else 0
+
+    def legacy_evals(self, after_id: int) -> list[tuple[int, EvalItem]]:
+        """What an older release queued for evaluation here and did not evaluate."""
+        return self.eval_backlog(after_id, 2**62, 1_000_000)
 
     def pending(self, limit: int) -> list[tuple[int, str]]:
         rows = self.db.query(

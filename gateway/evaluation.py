@@ -1,25 +1,31 @@
-"""Alert evaluation in the stream, beside ingestion.
+"""Alert evaluation in the stream, beside ingestion, partitioned by station.
 
-The ingest loop commits every accepted message to the buffer's evaluation queue in the same
-transaction as its points, before the broker acknowledgement; this worker reads that queue in
-order. So a slow evaluation never slows ingestion, alerts keep flowing while InfluxDB is down,
-and a gateway killed at any moment leaves nothing unevaluated: the worker's saved state
-records how far into the queue it reaches (the cursor), and the next run goes on from there.
+The log processor (gateway/processor.py) commits every accepted reading, status and health
+message to the state store's evaluation queue (gateway/evalqueue.py) in the same transaction as
+the station state and its log cursor; this worker reads one partition of that queue in order.
+So a slow evaluation never slows ingestion, alerts keep flowing while InfluxDB is down, and a
+gateway killed at any moment leaves nothing unevaluated: the worker's saved state records how
+far into its partition it reaches (the cursor), and the next run goes on from there.
+
+Partitions (`gateway.eval_partitions`, default 1): every station belongs to one, and a
+partition is evaluated by one worker at a time, which holds an exclusive lock on
+`<store>.eval-<n>.lock`. Each evaluator process claims one free partition when it starts and
+takes over any partition left without a worker for PARTITION_TAKEOVER_S (its gateway died), so
+N gateways on one shared subscription and one state store evaluate every station in one place.
+The city-wide episode (which reads every station's daily AQI) is assessed by partition 0 only,
+at the data time every partition has reached.
 
 Each run of messages is one state-store transaction together with the webhook events it
 causes: an alert and its event commit together or not at all. The computed indices (AQI,
 water class) go through the durable buffer to InfluxDB like readings.
 
-It runs as a thread of the gateway (`gateway.evaluator = "thread"`) or as its own process
-(`"process"`, the default: a second core for evaluation while the first receives). Either way
-an exclusive lock on the buffer keeps one evaluator per queue, also while a killed gateway's
-orphaned evaluator process is still winding down.
+It runs as a thread of the log processor (`gateway.evaluator = "thread"`) or as its own
+process (`"process"`, the default).
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import multiprocessing
 import os
@@ -28,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from envnet.config import Settings
 from envnet.domain.alerts import Evaluator
@@ -38,6 +46,8 @@ from envnet.store.alerts import SqliteAlertStore
 from envnet.store.influx.line_protocol import line
 from envnet.store.state import SqliteStateStore
 from gateway.buffer import Buffer, Point
+from gateway.children import die_with_parent
+from gateway.evalqueue import EvaluationQueue, partition_of
 
 log = logging.getLogger("envnet.gateway.alerts")
 
@@ -45,8 +55,13 @@ TICK_S = 2.0
 RUN_MAX = 500  # queued messages evaluated in one state-store transaction
 IDLE_POLL_S = 0.02  # how often an idle evaluator process looks at the queue
 META_TTL_S = 5.0  # registry changes reach the evaluator within this
+EVALUATOR_NICE = 10
+PARTITION_TAKEOVER_S = 10.0  # a partition free this long is taken over by a running evaluator
 
 Item = tuple[str, str, dict | None, Any, float]  # sub, station, meta, body, received_at
+
+
+_loads = msgspec.json.Decoder().decode  # the queue's JSON bodies (json.loads, faster)
 
 
 def index_point(rec: IndexRecord) -> Point:
@@ -60,18 +75,30 @@ def index_point(rec: IndexRecord) -> Point:
     )
 
 
-def _lock_path(settings: Settings) -> Path:
-    return Path(f"{settings.gateway.buffer_path}.evaluator.lock")
+def _lock_path(settings: Settings, partition: int) -> Path:
+    return Path(f"{settings.store.path}.eval-{partition}.lock")
+
+
+def _data_now_key(partition: int) -> str:
+    return f"eval:p{partition}:data_now"
 
 
 class EvaluationWorker:
-    """Reads the evaluation queue in order and evaluates it; see the module docstring."""
+    """Reads one partition of the evaluation queue in order and evaluates it; see the module
+    docstring."""
 
-    def __init__(self, settings: Settings, buffer: Buffer | None = None) -> None:
+    def __init__(
+        self, settings: Settings, buffer: Buffer | None = None, partition: int = 0
+    ) -> None:
         self.settings = settings
-        # Its own connections: reading the queue never waits for the ingest thread's lock.
+        self.partitions = settings.gateway.eval_partitions
+        if not 0 <= partition < self.partitions:
+            raise ValueError(f"partition {partition} not in 0..{self.partitions - 1}")
+        self.partition = partition
+        # Its own connections: reading the queue never waits for the processor's lock.
         self.buffer = buffer or Buffer(settings.gateway.buffer_path)
         self.state = SqliteStateStore(settings.store.path)
+        self.queue = EvaluationQueue(self.state, self.partitions)
         self.alerts = SqliteAlertStore(self.state)
         self.evaluator = Evaluator(settings, self.alerts)
         self.stop_event = threading.Event()
@@ -79,14 +106,18 @@ class EvaluationWorker:
         self.events_emitted = 0
         self._metas: dict[str, tuple[float, dict | None]] = {}
         webhooks.prepare(settings)  # the outbox tables, before emitting inside our transactions
-        now = time.time()
-        for st in self.state.list_stations():
-            if st["registered"]:
-                self.evaluator.add_station({"id": st["id"], "kind": st["kind"], **st["meta"]}, now)
-        # Every evaluation-queue item up to this id is in the saved evaluator state.
-        self.cursor_key = f"gateway:{settings.mqtt.client_id}:eval_cursor"
+        self._add_stations()
+        # Every queue item of this partition up to this id is in the saved evaluator state.
+        self.cursor_key = f"eval:p{partition}:cursor"
         self.cursor = int(self.state.get_kv(self.cursor_key) or 0)
         self._applied = self.cursor
+
+    def _add_stations(self) -> None:
+        """The registered stations of this partition, so that tick() reports silent ones."""
+        now = time.time()
+        for st in self.state.list_stations():
+            if st["registered"] and partition_of(st["id"], self.partitions) == self.partition:
+                self.evaluator.add_station({"id": st["id"], "kind": st["kind"], **st["meta"]}, now)
 
     def _meta(self, station: str) -> dict | None:
         now = time.monotonic()
@@ -158,16 +189,36 @@ class EvaluationWorker:
 
     def step(self) -> int:
         """Evaluate the next run of queued messages; returns how many there were."""
-        rows = self.buffer.eval_backlog(self._applied, 2**62, RUN_MAX)
+        rows = self.queue.read(self.partition, self._applied, RUN_MAX)
         if not rows:
             return 0
         items = [
-            (e.sub, e.station, self._meta(e.station), json.loads(e.body), e.received_at)
-            for _, e in rows
+            (e.sub, e.station, self._meta(e.station), _loads(e.body), e.received_at) for e in rows
         ]
         self._run_many(items)
-        self._applied = rows[-1][0]
+        self._applied = rows[-1].id
         return len(rows)
+
+    def _tick(self, now: float) -> list[AlertEvent]:
+        """The engine's tick; with several partitions the episode, which reads every
+        station's daily AQI, is assessed by partition 0 alone and only as far as every
+        partition's data has got (each publishes its data time when it saves)."""
+        ev = self.evaluator
+        if self.partitions == 1:
+            return ev.tick(now)
+        own = ev.data_now
+        if self.partition != 0:
+            ev.data_now = None  # no episode here
+        else:
+            seen = [self.state.get_kv(_data_now_key(p)) for p in range(self.partitions)]
+            if own is not None:
+                seen[0] = own
+            known = [float(x) for x in seen if x is not None]
+            ev.data_now = min(known) if known else None
+        try:
+            return ev.tick(now)
+        finally:
+            ev.data_now = own
 
     def _save(self, fn, *args) -> None:
         """Run fn (tick or flush, which save the evaluator's state) and record, in the same
@@ -180,28 +231,25 @@ class EvaluationWorker:
             with self.state.tx() as conn:
                 self._emit(conn, fn(*args) or [])
                 self.state.put_kv(self.cursor_key, self._applied)
+                if self.partitions > 1 and self.evaluator.data_now is not None:
+                    self.state.put_kv(_data_now_key(self.partition), self.evaluator.data_now)
             self.cursor = self._applied
-            self.buffer.purge_evaluated(self.cursor)
+            self.queue.purge(self.partition, self.cursor)
         except Exception:
             log.exception("saving the evaluator's state failed; it is retried at the next tick")
         self._store_indices()
 
     def run(self) -> None:
-        """Hold the queue's lock, then evaluate until stopped."""
-        lock_path = _lock_path(self.settings)
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "w") as lock:
-            while not self.stop_event.is_set():
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:  # a killed gateway's evaluator is finishing its run
-                    self.stop_event.wait(0.1)
-            else:
-                return
-            if self._applied < self.buffer.last_eval_id():
-                log.info("evaluating from queue item %d on", self._applied + 1)
-            self._loop()
+        """Evaluate until stopped. The caller holds the partition's lock (PartitionWorkers)."""
+        # The lock is ours: what another worker saved before it let go is the truth.
+        self.cursor = self._applied = int(self.state.get_kv(self.cursor_key) or 0)
+        self.evaluator = Evaluator(self.settings, self.alerts)  # its windows, as saved
+        self._add_stations()
+        if self._applied < self.queue.last_id(self.partition):
+            log.info(
+                "partition %d: evaluating from queue item %d on", self.partition, self._applied + 1
+            )
+        self._loop()
 
     def _loop(self) -> None:
         next_tick = time.monotonic() + TICK_S
@@ -210,7 +258,7 @@ class EvaluationWorker:
                 self.wakeup.wait(min(IDLE_POLL_S, max(next_tick - time.monotonic(), 0)))
                 self.wakeup.clear()
             if time.monotonic() >= next_tick:
-                self._save(self.evaluator.tick, time.time())
+                self._save(self._tick, time.time())
                 next_tick = time.monotonic() + TICK_S
         self._save(self.evaluator.flush)
 
@@ -223,38 +271,127 @@ class EvaluationWorker:
         self.wakeup.set()
 
 
-class EvaluatorThread:
-    """The worker as a thread of the gateway process."""
+def _try_lock(path: Path):
+    """An open file holding an exclusive lock on `path`, or None when another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "w")  # noqa: SIM115 (held for as long as the partition is ours)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
+class PartitionWorkers:
+    """The partitions this process evaluates: one claimed at start, more taken over when
+    they stay without a worker (their gateway is gone); one worker thread each."""
 
     def __init__(self, settings: Settings) -> None:
-        self.worker = EvaluationWorker(settings)
-        self._thread = threading.Thread(target=self.worker.run, name="alerts", daemon=True)
+        self.settings = settings
+        self.partitions = settings.gateway.eval_partitions
+        self.workers: dict[int, EvaluationWorker] = {}
+        self.stop_event = threading.Event()
+        self._free_since: dict[int, float] = {}
+        self._threads: list[threading.Thread] = []
+
+    def _claim(self, partition: int, lock) -> None:
+        worker = EvaluationWorker(self.settings, partition=partition)
+        self.workers[partition] = worker
+
+        def run() -> None:
+            with lock:  # held by this process until the worker stops
+                worker.run()
+
+        t = threading.Thread(target=run, name=f"alerts-p{partition}", daemon=True)
+        self._threads.append(t)
+        t.start()
+        log.info("evaluating partition %d of %d", partition, self.partitions)
+
+    def _claim_first_free(self) -> bool:
+        for p in range(self.partitions):
+            lock = _try_lock(_lock_path(self.settings, p))
+            if lock is not None:
+                self._claim(p, lock)
+                return True
+        return False
+
+    def _look_for_orphans(self) -> None:
+        now = time.monotonic()
+        for p in range(self.partitions):
+            if p in self.workers:
+                continue
+            lock = _try_lock(_lock_path(self.settings, p))
+            if lock is None:
+                self._free_since.pop(p, None)
+                continue
+            since = self._free_since.setdefault(p, now)
+            if now - since >= PARTITION_TAKEOVER_S:
+                log.warning(
+                    "partition %d has had no evaluator for %.0f s: taking it", p, now - since
+                )
+                self._claim(p, lock)
+            else:
+                lock.close()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set() and not self._claim_first_free():
+            self.stop_event.wait(0.5)  # all taken: a hot standby, checking for orphans
+            self._look_for_orphans()
+            if self.workers:
+                break
+        while not self.stop_event.wait(1.0):
+            self._look_for_orphans()
+
+    def notify(self) -> None:
+        for w in self.workers.values():
+            w.notify()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        for w in list(self.workers.values()):
+            w.stop()
+        for t in self._threads:
+            t.join(timeout)
+
+
+class EvaluatorThread:
+    """The workers as threads of the log processor's process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.workers = PartitionWorkers(settings)
+        self._thread = threading.Thread(target=self.workers.run, name="alerts", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def notify(self) -> None:
-        self.worker.notify()
+        self.workers.notify()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self.worker.stop()
+        self.workers.stop(timeout)
         self._thread.join(timeout)
 
 
 def _child_main(settings: Settings, parent: int, log_level: str) -> None:
+    die_with_parent(parent)
+    # Below the receiver and the processor: alerts may lag a burst by seconds, the path to
+    # durability and to InfluxDB should not wait for them.
+    os.nice(EVALUATOR_NICE)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    worker = EvaluationWorker(settings)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    workers = PartitionWorkers(settings)
+    signal.signal(signal.SIGTERM, lambda *_: workers.stop_event.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop
 
     def orphan_watch() -> None:  # a SIGKILLed gateway cannot tell us: notice it ourselves
-        while not worker.stop_event.wait(0.2):
+        while not workers.stop_event.wait(0.2):
             if os.getppid() != parent:
                 log.warning("the gateway process is gone; the evaluator stops")
-                worker.stop()
+                workers.stop_event.set()
 
     threading.Thread(target=orphan_watch, daemon=True).start()
-    worker.run()
+    workers.run()
+    workers.stop()  # each worker saves its state (flush) and lets its partition go
 
 
 class EvaluatorProcess:

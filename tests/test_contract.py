@@ -75,3 +75,46 @@ def test_out_of_range_uses_contract_table() -> None:
     assert contract.out_of_range("air", "co", 800.0)  # CO sent in ug/m3 instead of mg/m3
     assert not contract.out_of_range("air", "co", 0.8)
     assert not contract.out_of_range("air", "lux", 1e9)  # unknown parameters have no range
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_decode_fast_agrees_with_decode(vector: dict) -> None:
+    """The gateway's msgspec path accepts what decode accepts, with the same values, and
+    rejects what it rejects with the same reason and detail."""
+    topic, payload = vector["topic"], _payload(vector)
+    try:
+        slow = contract.decode(topic, payload)
+    except contract.Rejected as e:
+        with pytest.raises(contract.Rejected) as fast_e:
+            contract.decode_fast(topic, payload)
+        assert (fast_e.value.reason, fast_e.value.detail) == (e.reason, e.detail)
+        return
+    fast = contract.decode_fast(topic, payload)
+    assert (fast.station, fast.sub) == (slow.station, slow.sub)
+    if slow.sub == "reading":
+        for f, s in zip(fast.body, slow.body, strict=True):
+            for attr in ("v", "seq", "ts", "kind", "values", "flags", "clock_unsynced", "extras"):
+                assert getattr(f, attr) == getattr(s, attr), attr
+                assert type(getattr(f, attr)) is type(getattr(s, attr)), attr
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"v":1,"seq":1,"ts":1,"kind":"air","values":{"pm25":1e999}}',  # inf
+        b'{"v":1,"seq":9223372036854775808,"ts":1,"kind":"air","values":{"pm25":1}}',
+        b'{"v":1,"seq":1,"ts":9000000000,"kind":"air","values":{"pm25":1}}',
+        b'{"v":1,"seq":1,"ts":true,"kind":"air","values":{"pm25":1}}',
+        b'{"v":1,"seq":1,"ts":1,"kind":"air","values":{"":1}}',
+        b'{"v":1,"seq":1,"ts":1,"kind":"air","values":{"pm25":1},"flags":{"pm25":"odd"}}',
+        b'{"v":1,"seq":1,"ts":1,"kind":"air","values":{"pm25":1},"flags":{"*":"range"}}',
+        b'{"v":1,"seq":1,"ts":1,"kind":"air","values":{"pm25":true}}',
+    ],
+)
+def test_decode_fast_rejects_what_the_validators_reject(payload: bytes) -> None:
+    topic = "envnet/v1/sy-air-001/reading"
+    with pytest.raises(contract.Rejected) as slow:
+        contract.decode(topic, payload)
+    with pytest.raises(contract.Rejected) as fast:
+        contract.decode_fast(topic, payload)
+    assert (fast.value.reason, fast.value.detail) == (slow.value.reason, slow.value.detail)

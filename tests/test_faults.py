@@ -159,14 +159,29 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+# The message log (the receiver's only file) full: nothing is acknowledged until it has room.
+# The buffer full (the log elsewhere): the receiver goes on, the processor waits and resumes.
+FULL_DISKS = {
+    "log and buffer": (True, True, "not acknowledging"),
+    "log": (True, False, "not acknowledging"),
+    "buffer": (False, True, "cannot store to the buffer"),
+}
+
+
+@pytest.mark.parametrize("full", list(FULL_DISKS))
 def test_full_disk_stops_acknowledging_and_resumes_without_loss(
-    tmp_path, small_disk, mosquitto, influxdb, envnet_env
+    tmp_path, small_disk, mosquitto, influxdb, envnet_env, full
 ):
     import subprocess
 
     from mqtt_helpers import Publisher
 
-    env = dict(envnet_env, ENVNET_GATEWAY_BUFFER_PATH=str(small_disk / "buffer.db"))
+    log_small, buffer_small, says = FULL_DISKS[full]
+    env = dict(
+        envnet_env,
+        ENVNET_GATEWAY_BUFFER_PATH=str((small_disk if buffer_small else tmp_path) / "buffer.db"),
+        ENVNET_GATEWAY_LOG_PATH=str((small_disk if log_small else tmp_path) / "log.db"),
+    )
     gw = Proc(["gateway"], env, tmp_path / "gw-full.log").start()
     wait_until(lambda: "subscribed to" in gw.output(), 20)
     filler = small_disk / "filler"
@@ -181,7 +196,7 @@ def test_full_disk_stops_acknowledging_and_resumes_without_loss(
             big = reading(seq, t0 + seq, pm25=float(seq))
             big["note"] = "x" * 2000  # each reading needs new pages in the buffer
             pub.send("envnet/v1/disk-1/reading", big)
-        wait_until(lambda: "not acknowledging" in gw.output(), 20, what="the gateway saying so")
+        wait_until(lambda: says in gw.output(), 20, what="the gateway saying so")
         assert gw.p.poll() is None
         filler.unlink()  # space returns
         wait_until(lambda: _count(influxdb, "disk-1") == (51, 51), 60, what="all 51 readings")

@@ -1,5 +1,5 @@
-"""Timestamps no synced station can produce are refused, and accepted messages are kept as
-received (gateway.raw_retention_days) so any stored value traces back to its bytes."""
+"""Timestamps no synced station can produce are refused, and messages are kept as received in
+the message log (gateway.raw_retention_days) so any stored value traces back to its bytes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from conftest import wait_until
 from mqtt_helpers import Publisher, reading
 
 from gateway.buffer import Buffer, RawMessage
+from gateway.log import MessageLog, Received, log_path_for
 
 T = "envnet/v1/sy-air-007/reading"
 
@@ -62,8 +63,9 @@ def test_bad_timestamps_are_refused_unless_clock_flagged_and_raw_bytes_are_kept(
     (line,) = out.stdout.splitlines()
     msg = json.loads(line)
     assert msg["topic"] == T and msg["utf-8"].encode() == good
-    raw = Buffer(buf).raw_messages("sy-air-007")
-    assert [json.loads(r["payload"])["seq"] for r in raw] == [1, 4]
+    # Every message as received, the refused ones too (their reasons are the dead letters).
+    raw = MessageLog(log_path_for(buf)).raw_messages("sy-air-007")
+    assert [json.loads(r["payload"])["seq"] for r in raw] == [1, 2, 3, 4]
 
 
 def test_raw_messages_are_purged_after_their_retention(tmp_path):
@@ -74,3 +76,26 @@ def test_raw_messages_are_purged_after_their_retention(tmp_path):
     buf.store([], [], now, [old, new])
     assert buf.purge_raw(7 * 86400) == 1
     assert [r["received_at"] for r in buf.raw_messages("s1")] == [new.received_at]
+
+
+def test_the_log_is_trimmed_behind_every_consumer_and_the_retention(tmp_path):
+    log = MessageLog(tmp_path / "log.db")
+    now = time.time()
+    t = "envnet/v1/s1/reading"
+    log.register_consumer("a")
+    log.register_consumer("b")
+    log.append(
+        [Received(now - 10 * 86400, "s1", t, b"1"), Received(now - 9 * 86400, "s1", t, b"2")]
+    )
+    log.append([Received(now - 60, "s1", t, b"3")])
+    assert log.trim(7 * 86400) == 0  # nobody has read anything
+    log.set_cursor("a", 3)
+    assert log.trim(7 * 86400) == 0  # b holds everything back
+    log.set_cursor("b", 1)
+    log.set_cursor("a", 2)  # a cursor never goes back
+    assert log.cursors() == {"a": 3, "b": 1}
+    assert log.trim(7 * 86400) == 1  # behind b, and old enough
+    log.set_cursor("b", 3)
+    assert log.trim(7 * 86400) == 1  # the third is within the retention
+    assert [r["payload"] for r in log.raw_messages("s1")] == [b"3"]
+    assert log.trim(0) == 1

@@ -1,9 +1,10 @@
-"""`envnet raw`: what a station sent, byte for byte, from the gateway's buffer.
+"""`envnet raw`: what a station sent, byte for byte, from the gateway's message log.
 
-The gateway keeps every accepted message as received for `gateway.raw_retention_days`, in the
-same transaction that makes it durable, so any value in InfluxDB can be traced back to the
-payload it came from (rejected messages are in the dead-letter table with their reason).
-Runs on the gateway's host: it reads the buffer file, not the API.
+The gateway commits every message as received to its message log (gateway/log.py) before
+acknowledging it, and keeps it for `gateway.raw_retention_days`, so any value in InfluxDB can
+be traced back to the payload it came from (a rejected message is there too; its reason is in
+the buffer's dead-letter table). Messages an older release kept in the buffer's raw_messages
+table are shown as well. Runs on the gateway's host: it reads the files, not the API.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 
 from envnet.cli.common import ConfigOpt, load_settings
 from gateway.buffer import Buffer
+from gateway.log import MessageLog, log_path_for
 
 
 def _when(text: str | None, default: float) -> float:
@@ -51,8 +53,12 @@ def command(
     limit: Annotated[int, typer.Option(min=1, help="at most this many messages")] = 100,
 ) -> None:
     """Print a station's messages as the gateway received them, one JSON line each."""
-    path = buffer or Path(load_settings(config).gateway.buffer_path)
-    if not path.exists():
+    if buffer:
+        path, log_path = buffer, log_path_for(buffer)
+    else:
+        g = load_settings(config).gateway
+        path, log_path = Path(g.buffer_path), log_path_for(g.buffer_path, g.log_path)
+    if not path.exists() and not log_path.exists():
         typer.echo(f"envnet raw: no gateway buffer at {path}", err=True)
         raise typer.Exit(1)
     try:
@@ -60,7 +66,12 @@ def command(
     except ValueError as e:
         typer.echo(f"envnet raw: bad time: {e}", err=True)
         raise typer.Exit(2) from None
-    rows = Buffer(path).raw_messages(station, lo, hi, limit if seq is None else 1_000_000)
+    n = limit if seq is None else 1_000_000
+    # What a release before the message log kept in the buffer, then the log.
+    rows = Buffer(path).raw_messages(station, lo, hi, n) if path.exists() else []
+    if log_path.exists():
+        rows += MessageLog(log_path).raw_messages(station, lo, hi, n)
+    rows = rows[:n]
     if seq is not None:
         rows = [r for r in rows if _matches_seq(r["payload"], seq)][:limit]
     for r in rows:

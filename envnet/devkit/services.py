@@ -21,6 +21,7 @@ from pathlib import Path
 
 MOSQUITTO_BIN = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 INFLUXD_BIN = shutil.which("influxd") or "/usr/bin/influxd"
+VICTORIA_BIN = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 
 
 class ServiceError(RuntimeError):
@@ -385,6 +386,60 @@ bind-address = "127.0.0.1:{self.rpc_port}"
                 row.update(series.get("tags", {}))
                 out.append(row)
         return out
+
+
+class VictoriaMetrics(_Process):
+    """VictoriaMetrics (Debian's `victoria-metrics`): a real server that accepts InfluxDB line
+    protocol on the v2 write API (/api/v2/write), for the influxdb-client write path.
+
+    It keeps numeric fields only (`<measurement>_<field>` series, tags as labels); `export`
+    reads them back."""
+
+    name = "victoria-metrics"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir)
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        if not Path(VICTORIA_BIN).exists():
+            raise ServiceError(
+                "victoria-metrics is not installed (apt-get install victoria-metrics)"
+            )
+        self._spawn(
+            [
+                VICTORIA_BIN,
+                f"-storageDataPath={self.workdir / 'data'}",
+                f"-httpListenAddr=127.0.0.1:{self.port}",
+                "-retentionPeriod=100y",
+                "-search.disableCache",
+                "-loggerLevel=ERROR",
+            ]
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServiceError(f"victoria-metrics exited early:\n{self.log_tail()}")
+            try:
+                urllib.request.urlopen(f"{self.url}/health", timeout=1).close()
+                return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        raise ServiceError(f"victoria-metrics did not answer /health within {timeout:.0f} s")
+
+    def export(self, match: str) -> list[dict]:
+        """Every stored sample of the series matching `match` (a PromQL series selector), as
+        {"metric": {...labels}, "values": [...], "timestamps": [...ms]} per series."""
+        import json
+
+        urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10).close()
+        q = urllib.parse.urlencode({"match[]": match, "start": "0"})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{q}", timeout=30) as r:
+            return [json.loads(line) for line in r.read().splitlines() if line.strip()]
 
 
 def component_env(

@@ -130,6 +130,8 @@ class SimStation:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A SIGKILLed simulator cannot stop its stations: the kernel does (Linux).
+            preexec_fn=_die_with_parent(os.getpid()),
         )
         log.close()
 
@@ -156,6 +158,21 @@ class SimStation:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+def _die_with_parent(parent: int):
+    """A preexec_fn: the child gets SIGKILL when the process that started it dies, however it
+    dies (PR_SET_PDEATHSIG), so no station keeps publishing as an orphan. If the parent is
+    already gone by the time the child runs this, the child exits at once."""
+    import ctypes
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def fleet_ids(air: int, water: int) -> list[tuple[str, str]]:
