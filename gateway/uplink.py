@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from envnet.config import Settings, UplinkPlatform
 from envnet.core.calendar import CST, DAY, HOUR, day_start_at
@@ -189,7 +190,7 @@ class Uplink:
         self.wake = {p.name: threading.Event() for p in self.cfg.platforms}
         self.inbox: queue.Queue = queue.Queue()
         self.threads: list[threading.Thread] = []
-        self.client = None
+        self.client: Any = None  # paho's Client once started (paho ships no type information)
         self.connected = {p.name: False for p in self.cfg.platforms}
 
     # -- MQTT -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import threading
 import time
 
 from envnet.config import InfluxSettings
-from envnet.store.influx.sink import InfluxWriteError, make_sink
+from envnet.store.influx.sink import InfluxWriteError, V1Sink, V2Sink, make_sink
 from gateway import metrics
 from gateway.buffer import Buffer
 
@@ -36,21 +36,22 @@ class InfluxWriter(threading.Thread):
         self.keep_raw_s = keep_raw_s
         self._next_gauge = 0.0
         self.stop_event = threading.Event()
-        self.sink = None
+        self.sink: V1Sink | V2Sink | None = None
         self.healthy = True
         self._next_purge = 0.0
 
     def _ensure_sink(self) -> None:
         if self.sink is None:
-            self.sink = make_sink(self.settings)
+            self.sink = sink = make_sink(self.settings)
             try:
-                self.sink.ensure_database()
+                sink.ensure_database()
             except Exception as e:  # reported; the writes themselves will say more
                 log.warning("could not ensure database %s: %s", self.settings.database, e)
 
     def _write(self, batch: list[tuple[int, str]]) -> None:
         """Write one batch; on a non-retryable refusal, bisect down to the bad points."""
         t0 = time.perf_counter()
+        assert self.sink is not None  # _ensure_sink() ran first
         try:
             self.sink.write([text for _, text in batch])
         except InfluxWriteError as e:

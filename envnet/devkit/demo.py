@@ -241,9 +241,8 @@ Press Ctrl-C to stop everything.
         while not stop.wait(2.0):
             for p in procs:
                 if p.poll() is not None:
-                    print(
-                        f"a process exited ({p.args[3]}, code {p.returncode}); see logs", flush=True
-                    )
+                    what = p.args[3] if isinstance(p.args, list) else p.args  # the envnet command
+                    print(f"a process exited ({what!s}, code {p.returncode}); see logs", flush=True)
                     stop.set()
     finally:
         print("stopping...", flush=True)

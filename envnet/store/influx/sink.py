@@ -104,7 +104,7 @@ class V2Sink:
                 bucket=self.bucket,
                 org=self.org,
                 record="\n".join(lines),
-                write_precision=WritePrecision.MS,
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # a str constant
             )
         except ApiException as e:
             raise _classify(e.status or 0, str(e.body or e.reason)) from e
