@@ -29,6 +29,7 @@ from typing import Any
 
 from envnet.config import Settings, UplinkPlatform
 from envnet.core.calendar import CST, DAY, HOUR, day_start_at
+from envnet.core.contract import KINDS, Rejected, decode
 from envnet.domain.hj212 import codes
 from envnet.domain.hj212.codec import (
     FLAG_ACK,
@@ -138,8 +139,6 @@ def aggregate(
 
 
 def codes_interval(kind: str) -> float:
-    from envnet.core.contract import KINDS
-
     return float(KINDS[kind]["interval_s"])
 
 
@@ -251,8 +250,6 @@ class Uplink:
 
     # -- ingest ---------------------------------------------------------------------------
     def _ingest_loop(self) -> None:
-        from envnet.core.contract import Rejected, decode
-
         while not self.stop_event.is_set():
             try:
                 msg = self.inbox.get(timeout=0.2)

@@ -20,7 +20,15 @@ from envnet.core import contract
 from envnet.domain.alerts import latest_indices
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.state import SqliteStateStore
+from server import pages
+from server.routers import alerts as alerts_api
+from server.routers import audit as audit_api
+from server.routers import cases as cases_api
+from server.routers import ota as ota_api
+from server.routers import reports as reports_api
+from server.routers import review as review_api
 from server.routers.bounds import MAX_OFFSET
+from server.routers.webhooks import install
 
 STALE_AFTER_INTERVALS = 3
 DEFAULT_PAGE = 1000  # GET /stations?limit= (docs/performance.md, "Server")
@@ -172,33 +180,19 @@ def create_app(settings: Settings) -> FastAPI:
         v.indices = latest_indices(alert_store, station_id)
         return v
 
-    from server.routers import alerts as alerts_api
-    from server.routers.webhooks import install
-
     app.include_router(alerts_api.router(settings, store))
-    from server.routers import reports as reports_api
 
     app.include_router(reports_api.router(settings, store))  # /reports, docs/reports.md
 
-    from server.routers import review as review_api
-
     app.include_router(review_api.router(settings, store))  # /review (docs/review.md)
 
-    from server.routers import audit as audit_api
-
     app.include_router(audit_api.router(store))  # GET /audit (docs/audit.md)
-
-    from server.routers import ota as ota_api
 
     ota_api.install(app, settings, store)  # /ota/...: release files, releases, rollouts
 
     install(app, settings)  # /webhooks, /metrics, JSON errors, body limit, delivery worker
 
-    from server.routers import cases as cases_api
-
     cases_api.install(app, settings, store)  # /cases, /units, /cells, the slip scheduler
-
-    from server import pages
 
     # After the cases API: the console's case pages use its desk (app.state.case_desk).
     pages.install(app, settings, store, STALE_AFTER_INTERVALS)  # /public, /console, /docs

@@ -35,6 +35,7 @@ from envnet.config import OtaSettings, Settings
 from envnet.core import contract
 from envnet.domain.ota import rollout as policy
 from envnet.domain.ota.rollout import FINAL, running_version
+from envnet.store.audit import record_audit
 from envnet.store.ota import SqliteOtaStore
 from envnet.store.state import SqliteStateStore
 
@@ -283,8 +284,6 @@ class RolloutEngine:
         return True
 
     def _audit(self, action: str, rollout_id: str, who: str, detail: dict[str, Any]) -> None:
-        from envnet.store.audit import record_audit  # joins the open transaction
-
         record_audit(
             self.store, actor=who, action=action, target=f"rollout:{rollout_id}", detail=detail
         )

@@ -22,6 +22,7 @@ from envnet.domain.reports.daily import DailyIndex
 from envnet.domain.reports.stations import StationInfo, unregistered
 from envnet.domain.review.invalidation import hours as inv_hours
 from envnet.store import review
+from envnet.store.influx.bulletin import lines
 from envnet.store.influx.reports import InfluxQL, hourly_counts
 from envnet.store.state import SqliteStateStore
 from server.reports import completeness
@@ -358,8 +359,6 @@ class Reports:
         return completeness.report(self, days)
 
     def bulletin_lines(self, report: Mapping[str, Any]) -> list[str]:
-        from envnet.store.influx.bulletin import lines
-
         return lines(report, self.r.bulletin_measurement, self.zone)
 
 

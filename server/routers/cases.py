@@ -25,10 +25,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from envnet.domain.alerts import RULES, SEVERITIES
-from envnet.domain.cases import SLIP_KINDS, STATES, TransitionError
+from envnet.domain.cases import SLIP_KINDS, STATES, TransitionError, load_policy
 from envnet.store.case_queries import list_cases, supervision
+from envnet.store.case_schedule import CaseScheduler
 from envnet.store.cases import CaseError, CaseStore, NotFound
-from server.cases_clock import Clock
+from envnet.store.state import SqliteStateStore
+from server.cases_clock import Clock, make_clock
+from server.cases_scheduler import CaseSchedulerWorker
+from server.lifespan import run_with_app
 from server.routers.bounds import MAX_OFFSET
 from server.security import CallerRole, Role, require_api_key
 
@@ -366,12 +370,6 @@ def _store_photo(cases: CaseStore, d: Path, content_type: str, data: bytes, now:
 def install(app: Any, settings: Any, state: Any) -> None:
     """Cases on an app from create_app: the grid file loaded into the store, the routes, and
     the scheduler started and stopped with the app's lifespan."""
-    from envnet.domain.cases import load_policy
-    from envnet.store.case_schedule import CaseScheduler
-    from server.cases_clock import make_clock
-    from server.cases_scheduler import CaseSchedulerWorker
-    from server.lifespan import run_with_app
-
     cfg = settings.cases
     store = CaseStore(state, load_policy(cfg.policy_file or None), settings)
     if cfg.grid_file:
@@ -384,8 +382,6 @@ def install(app: Any, settings: Any, state: Any) -> None:
     app.include_router(router(desk))
     # The scheduler reads and writes on a connection of its own: a pass over many cases then
     # never holds the request handlers' connection (WAL lets both read at once).
-    from envnet.store.state import SqliteStateStore
-
     own = CaseStore(SqliteStateStore(settings.store.path), store.policy, settings)
     worker = CaseSchedulerWorker(CaseScheduler(own), clock, cfg.tick_s, cfg.from_alerts)
     app.state.case_scheduler = worker

@@ -18,6 +18,7 @@ import httpx
 from envnet.config import InfluxSettings
 from envnet.domain.reports import rules
 from envnet.domain.reports.daily import HourCounts
+from envnet.store.influx.sink import make_sink
 
 CHUNK_S = 7 * 86400  # one statement per week of data keeps each response small
 T = TypeVar("T")
@@ -77,8 +78,6 @@ class InfluxQL:
         return res.get("series", [])
 
     def write(self, lines: Sequence[str]) -> None:
-        from envnet.store.influx.sink import make_sink
-
         sink = make_sink(self.s)
         try:
             sink.write(list(lines))
