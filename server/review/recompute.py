@@ -37,6 +37,7 @@ from envnet.config import Settings
 from envnet.core import calendar as cal
 from envnet.core.calendar import DAY, HOUR
 from envnet.core.standards import hj633
+from envnet.domain.alerts.model import aqi_point_fields
 from envnet.domain.review.invalidation import days_touched
 from envnet.store import review
 from envnet.store.influx.line_protocol import line
@@ -251,19 +252,6 @@ class Recomputer:
 def _aqi_fields(result: hj633.AqiResult, original: dict[str, Any]) -> dict[str, Any]:
     """The evaluator's daily AQI fields (envnet/domain/alerts/engine.py _record_aqi) for a
     recomputed result; lat/lon kept from the original."""
-    cat = result.category
-    assert cat is not None and result.aqi is not None
-    fields: dict[str, Any] = {
-        "aqi": result.aqi,
-        "level": cat.level,
-        "category_zh": cat.name_zh,
-        "category_en": cat.name_en,
-        "colour": cat.colour_en,
-        "primary": ",".join(result.primary),
-        "exceeding": ",".join(result.exceeding),
-        "standard": result.standard,
-    }
-    fields |= {f"iaqi_{p}": part.value for p, part in result.iaqi.items()}
-    fields |= {f"c_{k}": float(c) for k, c in result.concentrations.items()}
+    fields: dict[str, Any] = dict(aqi_point_fields(result))
     fields |= {k: original[k] for k in ("lat", "lon") if k in original}
     return fields

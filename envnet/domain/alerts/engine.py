@@ -37,6 +37,7 @@ from envnet.domain.alerts.model import (
     AlertEvent,
     IndexRecord,
     StationInfo,
+    aqi_point_fields,
     index_summary,
     is_finite_number,
     latest_indices,
@@ -436,24 +437,7 @@ class Evaluator:
     def _record_aqi(
         self, st: _Station, result: hj633.AqiResult, ts: float, day: str | None = None
     ) -> None:
-        cat = result.category
-        assert cat is not None and result.aqi is not None
-        fields: dict[str, float | int | str] = {
-            "aqi": result.aqi,
-            "level": cat.level,
-            "category_zh": cat.name_zh,
-            "category_en": cat.name_en,
-            "colour": cat.colour_en,
-            "primary": ",".join(result.primary),
-            "exceeding": ",".join(result.exceeding),
-            "standard": result.standard,
-        }
-        for p, part in result.iaqi.items():
-            fields[f"iaqi_{p}"] = part.value
-        for k, c in result.concentrations.items():
-            fields[f"c_{k}"] = c
-        if result.pm_basis is not None:
-            fields["pm_basis"] = result.pm_basis
+        fields = aqi_point_fields(result)
         if st.info.lat is not None and st.info.lon is not None:
             fields |= {"lat": st.info.lat, "lon": st.info.lon}
         tags = {"station": st.info.id, "window": result.window, "edition": result.edition}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from envnet.core import contract
-from envnet.core.standards import gb3838
+from envnet.core.standards import gb3838, hj633
 from envnet.domain.alerts.repository import Alert, AlertStore
 
 EventType = Literal[
@@ -186,3 +186,25 @@ def latest_indices(store: AlertStore, station: str) -> dict[str, Any]:
     station, as saved by the evaluator: for the server's GET /stations/{id}."""
     saved = store.load_state(state_key(station)) or {}
     return dict(saved.get("latest", {}))
+
+
+def aqi_point_fields(result: hj633.AqiResult) -> dict[str, float | int | str]:
+    """The fields of an `aqi` point (real-time or daily), from the evaluator or from a
+    reviewer's recomputation (server/review/recompute.py): one place, so both write the same."""
+    cat = result.category
+    assert cat is not None and result.aqi is not None
+    fields: dict[str, float | int | str] = {
+        "aqi": result.aqi,
+        "level": cat.level,
+        "category_zh": cat.name_zh,
+        "category_en": cat.name_en,
+        "colour": cat.colour_en,
+        "primary": ",".join(result.primary),
+        "exceeding": ",".join(result.exceeding),
+        "standard": result.standard,
+    }
+    fields |= {f"iaqi_{p}": part.value for p, part in result.iaqi.items()}
+    fields |= {f"c_{k}": float(c) for k, c in result.concentrations.items()}
+    if result.pm_basis is not None:
+        fields["pm_basis"] = result.pm_basis
+    return fields
