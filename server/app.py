@@ -183,6 +183,11 @@ def create_app(settings: Settings) -> FastAPI:
     from server.routers import review as review_api
 
     app.include_router(review_api.router(settings, store))  # /review (docs/review.md)
+    from server.lifespan import run_with_app
+    from server.review.worker import ReviewWorker
+
+    # calibration against reference stations and neighbour checks, every review.check_interval_s
+    run_with_app(app, ReviewWorker(settings, store))
 
     from server.routers import audit as audit_api
 
