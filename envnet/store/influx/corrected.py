@@ -52,8 +52,8 @@ def use_corrected(db: InfluxQL, means: Means, params: Sequence[str], start: int,
     n = 0
     for sid, by_param in corrected_means(db, params, start, end).items():
         for p, hours in by_param.items():
-            raw = means.get(sid, {}).get(p)
-            for h, v in hours.items() if raw else ():
+            raw = means.get(sid, {}).get(p) or {}
+            for h, v in hours.items():
                 if h in raw:
                     raw[h] = v
                     n += 1
