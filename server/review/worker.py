@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from envnet.config import Settings
+from envnet.store.influx.reports import ReportQueryError
 from envnet.store.state import SqliteStateStore
 from server.reports.service import Reports
 from server.review.alerting import AlertSink
@@ -40,6 +41,8 @@ class ReviewWorker:
     def run_pass(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         sites = air_sites(self.store)
+        if not sites:
+            return {}  # no air station registered: nothing to ask InfluxDB
         out = {
             "calibration": self.calibrator.run(sites, now),
             "neighbours": self.neighbours.run(sites, now),
@@ -68,6 +71,8 @@ class ReviewWorker:
             try:
                 res = self.run_pass()
                 log.info("review pass: %s", res)
+            except ReportQueryError as e:  # InfluxDB down or not configured: no traceback
+                log.warning("review pass skipped: %s; retrying at the next tick", e)
             except Exception:
                 log.exception("review pass failed; retrying at the next tick")
             self._stop.wait(max(0.0, self.tick_s - (time.monotonic() - t0)))
