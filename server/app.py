@@ -185,6 +185,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(reports_api.router(settings, store))  # /reports, docs/reports.md
 
     app.include_router(review_api.router(settings, store))  # /review (docs/review.md)
+    from server.lifespan import run_with_app
+    from server.review.worker import ReviewWorker
+
+    # calibration against reference stations and neighbour checks, every review.check_interval_s
+    run_with_app(app, ReviewWorker(settings, store))
 
     app.include_router(audit_api.router(store))  # GET /audit (docs/audit.md)
 

@@ -23,6 +23,7 @@ from envnet.domain.reports.stations import StationInfo, unregistered
 from envnet.domain.review.invalidation import hours as inv_hours
 from envnet.store import review
 from envnet.store.influx.bulletin import lines
+from envnet.store.influx.corrected import use_corrected
 from envnet.store.influx.reports import InfluxQL, hourly_counts
 from envnet.store.state import SqliteStateStore
 from server.reports import completeness
@@ -132,6 +133,9 @@ class Reports:
             )
             for sid, st in stations.items()
         }
+        if kind == "air" and self.settings.review.use_corrected:
+            # calibrated micro stations: the review worker's corrected hourly values
+            use_corrected(self.db, means, params, start, end)
         return stations, means, counts, invalid
 
     def air(self, days: Sequence[date]) -> AirData:
@@ -231,6 +235,8 @@ class Reports:
         return {
             "timezone": self.r.timezone,
             "edition": ed,
+            # which PM values the figures use: calibrated micro stations corrected, or raw
+            "values": "corrected" if self.settings.review.use_corrected else "raw",
             "standards": [
                 hj633._designation(ed),
                 gb3095._designation(ed),

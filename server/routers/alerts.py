@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from envnet.config import Settings
 from envnet.domain.alerts import RULES, SEVERITIES, acknowledge
 from envnet.domain.webhooks import events_for
+from envnet.store import review
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.audit import record_audit
 from envnet.store.state import SqliteStateStore
@@ -100,14 +101,20 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
         limit: int = Query(500, ge=1, le=5000),
     ) -> list[dict[str, Any]]:
         found = alerts.search(state_, station, severity, rule, since, until, limit)
-        return [a.to_dict() for a in found]
+        marks = review.alert_marks(state, [a.id for a in found])
+        # review_marks: the active invalidations that marked the alert (docs/review.md)
+        return [{**a.to_dict(), "review_marks": marks.get(a.id, [])} for a in found]
 
     @api.get("/alerts/{alert_id}")
     def get_alert(alert_id: str) -> dict[str, Any]:
         a = alerts.get_alert(alert_id)
         if a is None:
             raise HTTPException(404, f"alert {alert_id} is not known")
-        return {**a.to_dict(), "history": [h.to_dict() for h in alerts.history(alert_id)]}
+        return {
+            **a.to_dict(),
+            "review_marks": review.alert_marks(state, [alert_id]).get(alert_id, []),
+            "history": [h.to_dict() for h in alerts.history(alert_id)],
+        }
 
     @api.post("/alerts/{alert_id}/ack", dependencies=[Depends(require_api_key)])
     def ack_alert(who: ApiKeyName, alert_id: str, body: AckRequest | None = None) -> dict[str, Any]:

@@ -97,6 +97,34 @@ RULES: dict[str, Rule] = {
         Rule("jump", "fault", "wall", 3600, "数据突变", "implausible jump"),
         Rule("clock_unsynced", "fault", "wall", 900, "时钟未同步", "clock not synced"),
         Rule("buffer_overflow", "fault", "wall", 3600, "缓存溢出丢数", "buffer overflowing"),
+        # Raised by the server's review worker (server/review/worker.py), at data time: the
+        # gateway's tick never resolves them. A withdrawn calibration stays withdrawn until
+        # a person looks, so its alert resolves only by a person (acknowledge, then the
+        # next calibration); a neighbour disagreement resolves after consistent hours.
+        Rule(
+            "calibration_degraded",
+            "fault",
+            "data",
+            86400,
+            "校准失效(与参比站比对)",
+            "calibration against the reference station degraded",
+        ),
+        Rule(
+            "neighbour_disagreement",
+            "fault",
+            "data",
+            7200,
+            "与周边站点数据不一致",
+            "disagrees with the neighbouring stations",
+        ),
+        Rule(
+            "inspection_drop",
+            "fault",
+            "data",
+            86400,
+            "检查期间数据骤降至背景值(待审核)",
+            "sudden drop to background around an inspection (for review)",
+        ),
         Rule(
             "episode",
             "episode",
@@ -422,6 +450,47 @@ def clock(unsynced: bool, at: float) -> Observation:
         limit=0.0,
         clause="reading flag '*': 'clock' (station time not synced)",
     )
+
+
+def calibration_degraded(
+    param: str, bad: bool, at: float, bias: float | None, max_bias: float, problems: str
+) -> Observation:
+    """The calibration of `param` failed its check against the reference station."""
+    return Observation(
+        "calibration_degraded",
+        param,
+        "1h",
+        bad,
+        at,
+        severity="medium",
+        value=None if bias is None else round(bias, 3),
+        limit=max_bias,
+        unit="µg/m³",
+        clause=problems or "calibration passes its check",
+    )
+
+
+def neighbour_disagreement(
+    param: str, bad: bool, at: float, score: float, k: float, clause: str, span_s: float = 0
+) -> Observation:
+    """Sustained distance from the neighbours' median, in robust spreads (MAD units)."""
+    return Observation(
+        "neighbour_disagreement",
+        param,
+        "1h",
+        bad,
+        at,
+        span_s=span_s,
+        severity="low",
+        value=round(abs(score), 2),  # robust spreads from the median, either side
+        limit=k,
+        clause=clause,
+    )
+
+
+def inspection_drop(at: float, clause: str) -> Observation:
+    """PM2.5 fell to background around a known inspection: a reviewer looks."""
+    return Observation("inspection_drop", "pm25", "1h", True, at, severity="low", clause=clause)
 
 
 def buffer_overflow(dropped_delta: int, at: float) -> Observation:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from envnet.domain.review.calibration import Limits
 from envnet.domain.review.consistency import Check
@@ -21,6 +24,11 @@ class ReviewSettings(BaseModel):
     # A micro station is paired with its registry's `reference` station, else the nearest
     # reference within this distance.
     colocation_max_m: float = Field(500.0, gt=0, le=50_000)
+    # The server's review worker (calibration and neighbour checks) runs every this many
+    # seconds; 0 switches it off.
+    check_interval_s: float = Field(3600.0, ge=0, le=86400)
+    # How far back a pair with no calibration yet is walked (the first fit needs a window).
+    calibration_backfill_days: float = Field(30.0, gt=0, le=400)
     calibration_window_days: float = Field(14.0, gt=0, le=365)
     calibration_step_days: float = Field(1.0, gt=0, le=365)
     calibration_min_pairs: int = Field(72, ge=3)
@@ -32,6 +40,24 @@ class ReviewSettings(BaseModel):
     neighbour_spread_floor: float = Field(5.0, ge=0)
     neighbour_min: int = Field(3, ge=1)
     neighbour_sustain_hours: int = Field(6, ge=1, le=168)
+    # How many hours back each pass of the neighbour check looks (>= sustain hours).
+    neighbour_lookback_hours: int = Field(24, ge=1, le=24 * 31)
+    # Known inspections, station -> unix s: a sudden drop to background around one is
+    # flagged for review (never invalidated by itself).
+    inspections: dict[str, list[float]] = Field(default_factory=dict)
+    # PM2.5 background (µg/m³) for that flag.
+    background_pm25: float = Field(15.0, ge=0)
+
+    @field_validator("inspections", mode="before")
+    @classmethod
+    def _json(cls, v: Any) -> Any:
+        # ENVNET_REVIEW_INSPECTIONS takes the table as JSON: {"station": [unix s, ...]}
+        if isinstance(v, str):
+            try:
+                return json.loads(v)
+            except ValueError as e:
+                raise ValueError(f"not valid JSON: {e}") from None
+        return v
 
     def limits(self) -> Limits:
         return Limits(
