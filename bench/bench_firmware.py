@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 import harness  # noqa: E402
 
 DOC = harness.ROOT / "docs" / "firmware.md"
-TEST_HEAP = "192k"  # tests/firmware/test_fw_memory.py HEAP
+TEST_HEAP = "144k"  # tests/firmware/test_fw_memory.py HEAP
+SOAK_HEAP = "176k"  # tests/firmware/test_fw_memory.py SOAK_HEAP (in-process reboot)
 
 CYCLE = r"""
 import gc, json, micropython, time
@@ -210,7 +211,7 @@ def memory_figures(tmp: Path, soak_cycles: int = 10080) -> dict:
         st = harness.memory_station(tmp / "mem-soak", rig, key)
         t0 = time.monotonic()
         args = ["soak", str(soak_cycles), "500", str(soak_cycles // 2 - 200)]
-        r = harness.run_memphases(st, args, TEST_HEAP, timeout=3600)
+        r = harness.run_memphases(st, args, SOAK_HEAP, timeout=3600)
         pts = harness.parse_soak(r.stdout)
         if len(pts) != soak_cycles:
             raise SystemExit(f"soak stopped at {len(pts)} cycles:\n{r.stdout[-3000:]}{r.stderr}")
@@ -255,7 +256,7 @@ def render_memory(m: dict) -> str:
         "",
         f"Live heap each module adds when imported (KB, 64-bit): {mods}.",
         "",
-        f"Soak: {s['cycles']} cycles in {s['seconds']:.0f} s under -X heapsize={TEST_HEAP}; free "
+        f"Soak: {s['cycles']} cycles in {s['seconds']:.0f} s under -X heapsize={SOAK_HEAP}; free "
         f"heap after gc.collect() {s['free_min'] / 1024:.1f}-{s['free_max'] / 1024:.1f} KB; "
         f"slope {s['slope_before_ota'] * 1000:+.1f} B per 1,000 cycles before the OTA, "
         f"{s['slope_after_ota'] * 1000:+.1f} after; seq span {s['seq_span']} for "

@@ -13,8 +13,12 @@ HELP = ("status | readings | config [get [key..]] | config set KEY VALUE | "
 
 
 def _value(text):
-    import config
-    return config.parse_value(text)
+    # Console values: JSON where possible (30, true, "x"), else the bare string (what
+    # config.parse_value does, without loading config's tables while a line is parsed).
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def parse(line):

@@ -123,8 +123,8 @@ def tick(st, budget_ms=TICK_MS):
     j = _job()
     if j:
         j.step(st, budget_ms)
-        if not j.running() and not REBOOT:  # failed: its code leaves the heap
-            for m in ("otajob", "hmac256"):
+        if not j.running():  # done or failed: its code leaves the heap (REBOOT holds
+            for m in ("otajob", "hmac256", "otarules"):  # what the reboot needs)
                 sys.modules.pop(m, None)
     if PENDING and not REBOOT:
         _check_confirm(st)

@@ -1,7 +1,8 @@
 # The OTA download job (docs/ota.md), imported by the "ota" command only. It runs a
 # little per loop tick (the station keeps sampling and its MQTT session alive): fetch
-# manifest.json + manifest.sig, check the HMAC-SHA256 signature with the fleet key
-# first, then stream every file into the staging slot (app/a or app/b, whichever is not
+# manifest.json (streamed to flash, its HMAC-SHA256 computed over the chunks as they
+# arrive: the manifest is never whole in RAM) + manifest.sig, check the signature with
+# the fleet key first, then stream every file into the staging slot (app/a or app/b, whichever is not
 # running) in 512-byte chunks, hashing as bytes arrive, re-hash everything from flash,
 # and switch the boot pointer ota.json atomically. ota.py confirms or rolls back later.
 import gc
@@ -16,6 +17,7 @@ import otarules as R  # the manifest rules, generated: the server registers by t
 from ota import SLOTS, MAX_TRIES, read_ptr, write_ptr, version, _exc, _msg
 
 CHUNK = 512  # bytes per socket read / flash write
+MAN_TMP = "ota.man.tmp"  # the downloaded manifest until its slot exists
 
 _job = None  # generator of the running download
 _job_v = None
@@ -152,6 +154,48 @@ def check_manifest(m, ver, key_id):
             raise Fail("bad manifest: no %s" % p)
 
 
+def load_manifest(path, size, buf, ver, key_id):
+    # parse_manifest() for a manifest on flash (the download job's): the same checks in
+    # the same order, read a chunk at a time into buf, no copy of the whole text.
+    if size > R.MAX_MANIFEST:
+        raise Fail("bad manifest: larger than %d bytes" % R.MAX_MANIFEST)
+    if not _utf8_file(path, buf):
+        raise Fail("bad manifest: not JSON")
+    try:
+        with open(path) as f:
+            m = json.load(f)
+    except ValueError:
+        raise Fail("bad manifest: not JSON")
+    check_manifest(m, ver, key_id)
+    return m
+
+
+def _utf8_file(path, buf):
+    # True when the file is UTF-8 (what raw.decode() checks in parse_manifest), decoded a
+    # chunk at a time; a character cut by the chunk's end is carried to the next one.
+    mv = memoryview(buf)
+    keep = 0
+    with open(path, "rb") as f:
+        while True:
+            k = f.readinto(mv[keep:]) or 0
+            n = keep + k
+            end = n
+            if k:
+                i = n - 1
+                while i > n - 4 and i >= 0 and buf[i] & 0xC0 == 0x80:
+                    i -= 1
+                if i >= 0 and buf[i] >= 0xC0:
+                    end = i  # a lead byte near the end: its character may go on
+            try:
+                bytes(mv[:end]).decode()
+            except UnicodeError:
+                return False
+            if not k:
+                return True
+            keep = n - end
+            buf[:keep] = bytes(mv[end:n])
+
+
 def parse_manifest(raw, ver, key_id):
     # manifest.json's bytes (signature already checked) -> the manifest.
     if len(raw) > R.MAX_MANIFEST:
@@ -226,6 +270,34 @@ def _get_small(url, limit):
         s.close()
 
 
+def _get_to_file(url, path, limit, buf, mac):
+    # Like _get_small, into a file: every chunk goes through mac (an hmac256.HMAC) and
+    # to flash. -> bytes written.
+    s, n = _open(url)
+    name = url.rsplit("/", 1)[-1]
+    try:
+        if n is not None and n > limit:
+            raise Fail("download error: %s too large" % name)
+        mv = memoryview(buf)
+        got = 0
+        with open(path, "wb") as out:
+            while got <= limit:
+                want = min(len(buf), (limit + 1 if n is None else n) - got)
+                if want <= 0:
+                    break
+                k = s.readinto(mv[:want])
+                if not k:
+                    break
+                mac.update(mv[:k])
+                out.write(mv[:k])
+                got += k
+        if got > limit or n is not None and got != n:
+            raise Fail("download error: %s truncated or too large" % name)
+        return got
+    finally:
+        s.close()
+
+
 def _rmtree(d):
     try:
         items = list(os.ilistdir(d))
@@ -259,6 +331,10 @@ _stage_dir = None
 
 def _cleanup():
     global _stage_dir
+    try:
+        os.remove(MAN_TMP)
+    except OSError:
+        pass
     if _stage_dir:
         try:
             _rmtree(_stage_dir)
@@ -284,16 +360,20 @@ def _run(st, ver, base):
     global _stage_dir, _buf, _job_v
     key = _key(st.cfg)
     point = st.board.ota_point  # named points of the update (boardbase.py)
+    if _buf is None:
+        _buf = bytearray(CHUNK)
+    buf = _buf
     _say(st, "downloading")
     yield
-    man = _get_small(base + "manifest.json", R.MAX_MANIFEST)
+    import hmac256
+    mac = hmac256.HMAC(key)
+    size = _get_to_file(base + "manifest.json", MAN_TMP, R.MAX_MANIFEST, buf, mac)
     yield
     sig = _get_small(base + "manifest.sig", 256)
-    import hmac256
-    if not hmac256.verify(key, man, sig):
+    if not hmac256.verify_hex(mac.hexdigest(), sig):
         raise Fail("bad signature")
-    del sig
-    m = parse_manifest(man, ver, (st.cfg.get("ota") or {}).get("key_id"))
+    del sig, mac
+    m = load_manifest(MAN_TMP, size, buf, ver, (st.cfg.get("ota") or {}).get("key_id"))
     files = [(f["path"], f["size"], f["sha256"]) for f in m["files"]]  # tuples: less heap
     deadline = m.get("confirm_deadline_s")
     del m
@@ -311,13 +391,7 @@ def _run(st, ver, base):
         raise Fail("no space: %d bytes needed, %d free" % (need, free))
     _mkdirs(d)
     # The slot's manifest now (the loader boots a slot only once the pointer names it).
-    with open(d + "/manifest.json", "wb") as out:
-        out.write(man)
-    del man
-    gc.collect()
-    if _buf is None:
-        _buf = bytearray(CHUNK)
-    buf = _buf
+    os.rename(MAN_TMP, d + "/manifest.json")
     mv = memoryview(buf)
     made = {}
     for i, f in enumerate(files):

@@ -53,6 +53,10 @@ class Station:
             board.fault_point("boot")
             b = cfg["buffer"]
             self.buf = RingBuffer("buf.dat", b["slots"], b["slot_size"], hint=self.rtc.get("rb"))
+            # The replay payload's one block, made now, while the heap is still in one
+            # piece: after a long outage (a thousand readings made and buffered) no 2 KB
+            # hole may be left for it (docs/firmware.md "Memory").
+            self.rbuf = bytearray(b["replay_bytes"] + b["slot_size"])
             self.sampler = Sampler(cfg["kind"], board.sensors(cfg), self.errors)
             self.link = Link(cfg, board, self.errors, self.birth)
         except MemoryError:
@@ -60,7 +64,6 @@ class Station:
             raise
         self.unsent = None  # a reading made but not yet published nor buffered
         self.oom = 0  # MemoryErrors in a row
-        self.rbuf = None  # replay payload, built in place (replay())
         self.synced = bool(self.rtc.get("synced")) or board.clock_synced()
         self.sync_at = ticks_ms()
         self.last_reading = None  # (seq, ts) of the newest reading made
@@ -174,13 +177,9 @@ class Station:
 
     def replay(self):
         # One batch of buffered readings as a JSON array, oldest first, built in rbuf.
-        b = self.cfg["buffer"]
-        if self.rbuf is None:
-            # One block, made at the first replay and kept, instead of a list, a join
-            # and a concatenation per batch (a long outage replays hundreds of batches).
-            gc.collect()
-            self.rbuf = bytearray(b["replay_bytes"] + b["slot_size"])
-        n, k, span = self.buf.peek_into(self.rbuf, b["batch"])
+        # rbuf: one block made at boot and kept, instead of a list, a join and a
+        # concatenation per batch (a long outage replays hundreds of batches).
+        n, k, span = self.buf.peek_into(self.rbuf, self.cfg["buffer"]["batch"])
         if not span:
             return
         if k:

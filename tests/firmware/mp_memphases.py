@@ -254,6 +254,7 @@ def soak(cycles, outage_every, ota_at):
             ota_done = True
             ST = st
             ph_ota()
+            st = None  # the old station goes with the reboot, as a board's reset clears it
             st = reboot_into_slot()
         gc.collect()
         print("SOAK %d %d %d %d" % (c, gc.mem_free(), st.seq.next, len(st.buf)))

@@ -22,10 +22,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
-# Every phase in one run for both kinds on the 64-bit unix port, with a little margin over
-# the bench's figure (bench/bench_firmware.py; docs/firmware.md). Issue 21 aims at 64k: not
-# reached yet, heap fragmentation (largest free block) is what fails first.
-HEAP = "192k"
+# Every phase in one run for both kinds on the 64-bit unix port, with a margin for placement
+# noise over the bench's figure (125 / 132 KB, bench/bench_firmware.py; docs/firmware.md).
+# Issue 21 aims at 64k: not reachable with the modules loaded from flash into the heap
+# (about 72 KB live after boot on 64-bit); see docs/firmware.md "Memory".
+HEAP = "144k"
+# The soak reboots into the new slot inside the same process (the unix port's stand-in for
+# machine.reset()), on a heap the first station's interned names still pin in place: it
+# needs more than a board, whose reset starts from an empty heap.
+SOAK_HEAP = "176k"
 KEY = secrets.token_bytes(32)
 
 
@@ -60,7 +65,7 @@ def test_short_soak_free_heap_does_not_trend_down(tmp_path, rig):
     # 700 compressed cycles (the bench runs 10,080: 7 days of 60 s), broker outages and Wi-Fi
     # losses every 100 cycles, an OTA (download, verify, reboot into the new slot) at 320.
     st = harness.memory_station(tmp_path / "soak", rig, KEY)
-    r = harness.run_memphases(st, ["soak", "700", "100", "320"], HEAP, timeout=600)
+    r = harness.run_memphases(st, ["soak", "700", "100", "320"], SOAK_HEAP, timeout=600)
     pts = harness.parse_soak(r.stdout)
     assert len(pts) == 700 and "SOAKEND" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert "confirmed" in r.stdout and "replayed" in r.stdout
