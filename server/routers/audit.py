@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from envnet.store.audit import (
@@ -26,7 +25,7 @@ from envnet.store.audit import (
     record_audit,
 )
 from envnet.store.state import SqliteStateStore
-from server.routers.bounds import MAX_UNIX_S, MIN_UNIX_S
+from server.routers.bounds import MAX_UNIX_S, MIN_UNIX_S, no_unknown_params
 from server.security import require_api_key
 
 CSV_COLUMNS = ("id", "at", "at_utc", "actor", "action", "target", "detail")
@@ -69,21 +68,6 @@ _Name = Annotated[str | None, Query(min_length=1, max_length=128)]
 
 def _UnixTime(description: str) -> Any:  # noqa: N802 - reads as a Query() type
     return Query(ge=MIN_UNIX_S, le=MAX_UNIX_S, allow_inf_nan=False, description=description)
-
-
-QUERY_PARAMS = frozenset(
-    {"since", "until", "actor", "action", "target", "limit", "cursor", "format"}
-)
-
-
-def no_unknown_params(request: Request) -> None:
-    """A misspelt filter (`?actr=`) must not silently return the whole trail: 422."""
-    unknown = [k for k in request.query_params if k not in QUERY_PARAMS]
-    if unknown:
-        raise RequestValidationError(
-            [{"loc": ("query", k), "msg": "unknown query parameter", "type": "extra_forbidden"}
-             for k in unknown]
-        )  # fmt: skip
 
 
 def router(state: SqliteStateStore) -> APIRouter:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -33,7 +33,7 @@ from envnet.store.state import SqliteStateStore
 from server.cases_clock import Clock, make_clock
 from server.cases_scheduler import CaseSchedulerWorker
 from server.lifespan import run_with_app
-from server.routers.bounds import MAX_OFFSET
+from server.routers.bounds import MAX_OFFSET, no_unknown_params
 from server.security import CallerRole, Role, require_api_key
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -92,32 +92,6 @@ def _case_error(e: CaseError) -> HTTPException:
     """409, not 422: the request is well formed, the grid or registry does not fit it (an
     unknown unit, cell or station; a second open case for one station, rule and parameter)."""
     return HTTPException(409, str(e))
-
-
-def no_unknown_params(request: Request) -> None:
-    """A misspelt filter (`?overdu=true`) must not silently answer for everything: 422."""
-    route = request.scope.get("route")
-    if route is None:
-        return
-    known: set[str] = set()
-    todo = [route.dependant]
-    while todo:  # the route's own query parameters and those of its dependencies
-        d = todo.pop()
-        known |= {p.alias for p in d.query_params}
-        todo += d.dependencies
-    unknown = [k for k in request.query_params if k not in known]
-    if unknown:
-        raise RequestValidationError(
-            [{"loc": ("query", k), "msg": "unknown query parameter", "type": "extra_forbidden"}
-             for k in unknown]
-        )  # fmt: skip
-    twice = sorted({k for k, _ in request.query_params.multi_items()
-                    if len(request.query_params.getlist(k)) > 1})  # fmt: skip
-    if twice:
-        raise RequestValidationError(
-            [{"loc": ("query", k), "msg": "given more than once", "type": "value_error"}
-             for k in twice]
-        )  # fmt: skip
 
 
 def _need(role: Role, *kinds: str) -> None:

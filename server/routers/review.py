@@ -34,7 +34,7 @@ from envnet.store.influx.reports import InfluxQL
 from envnet.store.state import SqliteStateStore
 from server.reports.service import Reports
 from server.review.recompute import Recomputer
-from server.routers.bounds import MAX_UNIX_S, MIN_UNIX_S
+from server.routers.bounds import MAX_UNIX_S, MIN_UNIX_S, no_unknown_params
 from server.security import require_api_key, require_role
 
 Reviewer = Annotated[str, Depends(require_role("reviewer"))]
@@ -68,7 +68,13 @@ def _ts(d: datetime) -> float:
 
 
 def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
-    api = APIRouter(prefix="/review", tags=["review"], responses=RESPONSES)
+    # A misspelt filter must not answer for everything (bounds.no_unknown_params).
+    api = APIRouter(
+        prefix="/review",
+        tags=["review"],
+        responses=RESPONSES,
+        dependencies=[Depends(no_unknown_params)],
+    )
     reports = Reports(settings, state, InfluxQL(settings.influx))
     recompute = Recomputer(settings, state, reports)
     review.ensure_schema(state)
