@@ -6,8 +6,8 @@ commit, SQLite WAL) and only then acknowledges each message to the broker (QoS 1
 Nothing is decoded here, so paho has this process's GIL almost to itself.
 
 Everything else reads the log in its own process: the log processor (gateway/processor.py:
-validation, dead letters, dedupe, station state, the evaluation queue, InfluxDB through the
-writer) and the alert evaluator (gateway/evaluation.py). Kill any of them at any point: what
+validation, dead letters, dedupe, station state, the evaluation queue, the buffer's points),
+the InfluxDB writer (gateway/writer.py) and the alert evaluator (gateway/evaluation.py). Kill any of them at any point: what
 was not acknowledged is redelivered by the broker, what was acknowledged is in the log and is
 processed from the committed cursors.
 """
@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -32,6 +33,7 @@ from gateway import metrics
 from gateway.evaluation import make_evaluator
 from gateway.log import LogFullError, MessageLog, Received, log_path_for, station_of
 from gateway.processor import process_main
+from gateway.writer import writer_main
 
 log = logging.getLogger("envnet.gateway")
 
@@ -41,18 +43,18 @@ BATCH_WAIT_S = 0.005  # how long the receive loop gathers messages into one comm
 PROCESSOR_START_WAIT_S = 10.0
 
 
-class ProcessorProcess:
-    """The log processor as a child process (spawned: the gateway runs threads)."""
+class ChildProcess:
+    """A child process of the gateway (spawned: the gateway runs threads): the log processor
+    (`ready` set once its stores are open) or the InfluxDB writer."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, target: Callable[..., None], name: str) -> None:
         ctx = multiprocessing.get_context("spawn")
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         self.ready = ctx.Event()
-        self._proc = ctx.Process(
-            target=process_main,
-            args=(settings, os.getpid(), level, self.ready),
-            name="envnet-processor",
-        )
+        args: tuple = (settings, os.getpid(), level)
+        if target is process_main:
+            args += (self.ready,)
+        self._proc = ctx.Process(target=target, args=args, name=name)
 
     @property
     def pid(self) -> int | None:
@@ -88,7 +90,8 @@ class Gateway:
         self.inbox: collections.deque[tuple[str, bytes, int, int, float]] = collections.deque()
         self.stop_event = threading.Event()
         self.connected = threading.Event()
-        self.processor = ProcessorProcess(settings)
+        self.processor = ChildProcess(settings, process_main, "envnet-processor")
+        self.writer = ChildProcess(settings, writer_main, "envnet-writer")
         self.evaluation = make_evaluator(settings) if g.evaluator == "process" else None
         self.client = self._make_client()
 
@@ -224,6 +227,7 @@ class Gateway:
         url = urlparse(self.settings.mqtt.url)
         port = url.port or (8883 if url.scheme == "mqtts" else 1883)
         self.processor.start()
+        self.writer.start()
         if self.evaluation is not None:
             self.evaluation.start()
         self._threads = [threading.Thread(target=self._receive_loop, name="receive", daemon=True)]
@@ -246,6 +250,7 @@ class Gateway:
         if self.evaluation is not None:
             self.evaluation.stop()
         self.processor.stop()
+        self.writer.stop()
 
     def run_forever(self) -> None:
         self.start()
