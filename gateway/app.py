@@ -7,9 +7,9 @@ Nothing is decoded here, so paho has this process's GIL almost to itself.
 
 Everything else reads the log in its own process: the log processor (gateway/processor.py:
 validation, dead letters, dedupe, station state, the evaluation queue, the buffer's points),
-the InfluxDB writer (gateway/writer.py) and the alert evaluator (gateway/evaluation.py). Kill any of them at any point: what
-was not acknowledged is redelivered by the broker, what was acknowledged is in the log and is
-processed from the committed cursors.
+the InfluxDB writer (gateway/writer.py) and the alert evaluator (gateway/evaluation.py).
+Kill any of them at any point: what was not acknowledged is redelivered by the broker, what
+was acknowledged is in the log and is processed from the committed cursors.
 """
 
 from __future__ import annotations

@@ -97,9 +97,9 @@ def reading_point(
     ts = received_at if flags.get("*") == "clock" else station_ts
     parts = []
     for k, v in values.items():
-        fv = float(v)
-        if math.isfinite(fv):  # the contract refuses NaN; the last guard, as in line()
-            parts.append(f"{_field_key(k)}={fv!r}")
+        x = float(v)
+        if math.isfinite(x):  # the contract refuses NaN; the last guard, as in line()
+            parts.append(f"{_field_key(k)}={x!r}")
     parts.append(f"seq={r.seq}i")
     # Delivery latency (receive minus measure time), for the network's own assessment.
     parts.append(f"latency_s={round(received_at - station_ts, 3)!r}")
