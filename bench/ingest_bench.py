@@ -464,7 +464,8 @@ def main() -> None:
                 f" -> {'no loss, no duplicates' if ok else '[red]MISMATCH[/red]'}"
             )
 
-            server_bench.report(bench_server(base), lambda s: console.print(s, soft_wrap=True))
+            if SERVER_STATIONS:  # BENCH_SERVER_STATIONS=0: the ingest figures only
+                server_bench.report(bench_server(base), lambda s: console.print(s, soft_wrap=True))
     console.print(f"total bench time {time.perf_counter() - t_start:.0f} s")
     print(
         f"ingest end_to_end_rps={e2e:.0f} bare_rps={bare:.0f} ratio={e2e / bare:.2f} "

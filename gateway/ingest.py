@@ -7,12 +7,14 @@ test and identical in every gateway process.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from envnet.core import contract
 from envnet.core.contract import Health, Message, Reading, Status
-from envnet.store.influx.line_protocol import line
+from envnet.store.influx.line_protocol import _field_key, _field_value, line, series_key
 from gateway.buffer import Point
 
 # Station metadata that becomes InfluxDB tags (DESIGN.md: station, kind, district, river/section).
@@ -51,40 +53,81 @@ def _tags(station: str, kind: str | None, meta: dict | None) -> dict[str, str | 
     return tags
 
 
+@lru_cache(maxsize=65536)
+def _reading_series(kind: str, station: str, district: Any, river: Any, section: Any) -> str:
+    """The escaped `kind,district=..,kind=..,...,station=..` prefix of a reading's line."""
+    tags = {"station": station, "kind": kind, "district": district, "river": river}
+    tags["section"] = section
+    return series_key(kind, tags)
+
+
+_RANGES: dict[tuple[str, str], tuple[float, float] | None] = {}
+
+
+def _plausible(kind: str, name: str, value: float) -> bool:
+    """contract.out_of_range, negated, with the (kind, parameter) limits looked up once."""
+    key = (kind, name)
+    try:
+        limits = _RANGES[key]
+    except KeyError:
+        spec = contract.param_spec(kind, name)
+        limits = _RANGES[key] = (spec["min"], spec["max"]) if spec is not None else None
+    return limits is None or limits[0] <= value <= limits[1]
+
+
 def reading_point(
     station: str, r: Reading, meta: dict | None, received_at: float
 ) -> tuple[Point, dict, int]:
-    """One reading -> (point, state row, values flagged out of range by the gateway)."""
+    """One reading -> (point, state row, values flagged out of range by the gateway).
+
+    The hot path of ingest (one call per reading): the line is assembled here rather than by
+    `line()` (same text: tests/test_ingest_line.py holds the two together), the series prefix
+    cached per station and metadata."""
+    values = r.values
     flags = dict(r.flags)
     out_of_range = 0
-    for name, value in r.values.items():
-        if name not in flags and contract.out_of_range(r.kind, name, value):
+    kind = r.kind
+    for name, value in values.items():
+        if name not in flags and not _plausible(kind, name, value):
             # A station should have flagged it; the gateway does, so no alert trusts it.
             flags[name] = "range"
             out_of_range += 1
     # A clock-unsynced station's ts is only an estimate: store our receive time instead.
-    ts = received_at if r.clock_unsynced else float(r.ts)
-    fields: dict[str, object] = {k: float(v) for k, v in r.values.items()}
-    fields["seq"] = r.seq
+    station_ts = float(r.ts)
+    ts = received_at if flags.get("*") == "clock" else station_ts
+    parts = []
+    for k, v in values.items():
+        x = float(v)
+        if math.isfinite(x):  # the contract refuses NaN; the last guard, as in line()
+            parts.append(f"{_field_key(k)}={x!r}")
+    parts.append(f"seq={r.seq}i")
     # Delivery latency (receive minus measure time), for the network's own assessment.
-    fields["latency_s"] = round(received_at - float(r.ts), 3)
+    parts.append(f"latency_s={round(received_at - station_ts, 3)!r}")
     for name, flag in flags.items():
-        fields["flag_all" if name == "*" else f"flag_{name}"] = flag
+        fv = _field_value(flag)
+        if fv is not None:
+            parts.append(f"{_field_key('flag_all' if name == '*' else f'flag_{name}')}={fv}")
     if r.extras:
-        fields["extra"] = json.dumps(r.extras, ensure_ascii=False, sort_keys=True)
-    text = line(r.kind, _tags(station, r.kind, meta), fields, round(ts * 1000))
+        extra = json.dumps(r.extras, ensure_ascii=False, sort_keys=True)
+        parts.append(f"extra={_field_value(extra)}")
+    m = meta or {}
+    try:
+        prefix = _reading_series(kind, station, m.get("district"), m.get("river"), m.get("section"))
+    except TypeError:  # an unhashable tag value from hand-edited metadata: no cache
+        prefix = series_key(kind, _tags(station, kind, meta))
+    text = f"{prefix} {','.join(parts)} {round(ts * 1000)}"
     row = {
         "station": station,
-        "kind": r.kind,
+        "kind": kind,
         "seq": r.seq,
         "ts": ts,
-        "station_ts": float(r.ts),
-        "values": dict(r.values),
+        "station_ts": station_ts,
+        "values": dict(values),
         "flags": flags,
         "received_at": received_at,
     }
     # Identity uses the station's own ts, so replays of a clock-flagged reading dedupe too.
-    return Point(station, r.kind, r.seq, float(r.ts), text), row, out_of_range
+    return Point(station, kind, r.seq, station_ts, text), row, out_of_range
 
 
 def health_point(

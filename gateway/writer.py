@@ -8,17 +8,27 @@ dead-letter just those, and keep the rest flowing.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
-from envnet.config import InfluxSettings
+from envnet.config import InfluxSettings, Settings
 from envnet.store.influx.sink import InfluxWriteError, V1Sink, V2Sink, make_sink
+from envnet.store.state import SqliteStateStore
 from gateway import metrics
 from gateway.buffer import Buffer
+from gateway.children import die_with_parent, watch_parent
 
 log = logging.getLogger("envnet.gateway.writer")
 
 MAX_BACKOFF_S = 30.0
+COUNTERS_S = 5.0
+
+
+def counters_key(client_id: str) -> str:
+    """Where the writer process leaves its counters for the processor, which publishes them
+    with its own under `gateway:<client_id>:metrics` (the key the server reads)."""
+    return f"gateway:{client_id}:writer-counters"
 
 
 class InfluxWriter(threading.Thread):
@@ -116,3 +126,35 @@ class InfluxWriter(threading.Thread):
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def writer_main(settings: Settings, parent: int, log_level: str) -> None:
+    """The writer as a child process of `envnet gateway`: InfluxDB's HTTP round trips and the
+    buffer's pending/written bookkeeping get a GIL (and a core) of their own, beside the log
+    processor's decoding. It only reads and marks the buffer's points: killed anywhere, the
+    next one writes again what was not marked written (InfluxDB writes are idempotent)."""
+    die_with_parent(parent)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    g = settings.gateway
+    # raw_retention_days still purges the pre-log raw_messages table of an upgraded buffer.
+    writer = InfluxWriter(
+        Buffer(g.buffer_path),
+        settings.influx,
+        g.keep_written_hours * 3600,
+        g.raw_retention_days * 86400,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: writer.stop())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop
+    watch_parent(parent, writer.stop)
+    store = SqliteStateStore(settings.store.path)
+    key = counters_key(settings.mqtt.client_id)
+
+    def publish_counters() -> None:
+        while not writer.stop_event.wait(COUNTERS_S):
+            try:
+                store.put_kv(key, metrics.snapshot())
+            except Exception as e:
+                log.warning("could not publish the writer's counters: %s", e)
+
+    threading.Thread(target=publish_counters, name="counters", daemon=True).start()
+    writer.run()  # in this thread, until stopped

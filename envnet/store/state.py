@@ -72,6 +72,7 @@ class StateStore(Protocol):
 
     def register_station(self, station_id: str, kind: str, meta: dict[str, Any]) -> bool: ...
     def get_station_meta(self, station_id: str) -> dict[str, Any] | None: ...
+    def get_station_metas(self, station_ids: list[str]) -> dict[str, dict[str, Any]]: ...
     def record_readings(self, station_id: str, kind: str, rows: list[dict[str, Any]]) -> None: ...
     def record_readings_many(
         self, batches: list[tuple[str, str, list[dict[str, Any]]]]
@@ -159,6 +160,15 @@ class SqliteStateStore:
         if not rows:
             return None
         return {"kind": rows[0]["kind"], **json.loads(rows[0]["meta"])}
+
+    def get_station_metas(self, station_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """get_station_meta for many stations in one query (the gateway looks up a whole
+        batch's stations at once); unregistered ids are absent from the answer."""
+        rows = self.query(
+            "SELECT id, kind, meta FROM stations WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(station_ids),),
+        )
+        return {r[0]: {"kind": r[1], **json.loads(r[2])} for r in rows}
 
     # -- live state (written by the gateway) -----------------------------------------------
     def record_readings(self, station_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
