@@ -52,7 +52,12 @@ def test_broker_down_buffers_then_replays_in_order_without_loss(tmp_path):
         unique = list(dict.fromkeys(seqs))
         assert unique == list(range(first, first + len(unique))), seqs  # no gap
         assert unique == sorted(unique), seqs  # oldest first
-        assert len(seqs) == len(unique), f"duplicates: {seqs}"
+        # QoS 1 is at-least-once: a reading the broker took just before it went away, whose
+        # PUBACK never came back, is buffered and replayed (the gateway dedupes it by identity).
+        # That one reading at the outage edge is the only duplicate allowed.
+        dups = sorted({s for s in seqs if seqs.count(s) > 1})
+        assert len(dups) <= 1 and set(dups) <= {last_before, last_before + 1}, seqs
+        assert all(seqs.count(s) <= 2 for s in dups), seqs
         # Replay arrived as arrays
         arrays = [p for t, p, _ in sub.messages if t.endswith("/reading") and p.startswith(b"[")]
         assert arrays
