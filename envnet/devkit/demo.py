@@ -226,7 +226,6 @@ hourly AQI alerts open within a few minutes, escalate, and resolve as the air cl
                   督办单 (supervision order), then a 催办单 (urging) sent to tiexi-bureau:
                   curl -H 'Authorization: Bearer {DUTY_KEY}' '{base}/cases?unit={SILENT_UNIT}'
                   ranking: {base}/reports/supervision?period=week (same header)
-  API docs        {base}/docs
   stations        {base}/stations
   MQTT broker     mqtt://127.0.0.1:{mosq.port}   (mosquitto_sub -p {mosq.port} -t 'envnet/v1/#' -v)
   InfluxDB        {influx.url}  database "envnet"
