@@ -27,6 +27,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from envnet.domain.alerts import summary_key  # noqa: E402
+from envnet.store.alerts import SqliteAlertStore  # noqa: E402
 from envnet.store.state import SqliteStateStore  # noqa: E402
 
 SERVER_STATIONS = int(os.environ.get("BENCH_SERVER_STATIONS", "10000"))
@@ -88,9 +90,8 @@ def _summaries(now: float) -> dict[str, str]:
 
 def seed_stations(store: SqliteStateStore, n: int, now: float) -> None:
     """n registered stations with the live state a running network has (one transaction)."""
-    from envnet.domain.alerts import summary_key
-
     summaries = _summaries(now)
+    SqliteAlertStore(store)  # its tables: eval_state holds the evaluator's index summaries
     with store.tx() as c:
         reg, state, indices = [], [], []
         for i in range(n):
