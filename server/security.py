@@ -113,6 +113,10 @@ class Role:
     def __init__(self, name: str, kind: str, unit: str | None = None) -> None:
         self.name, self.kind, self.unit = name, kind, unit
 
+    def may(self, *kinds: str) -> bool:
+        """Whether this role is one of `kinds`; admin may do everything."""
+        return self.kind in kinds or self.kind == "admin"
+
 
 def role_of(settings: Settings | None, key_name: str) -> Role:
     """server.key_roles[name]; a key without a role (and `admin`) keeps full rights."""
@@ -136,7 +140,7 @@ def require_role(role: str) -> Callable[[Request, str], str]:
 
     def dependency(request: Request, name: ApiKeyName) -> str:
         have = role_of(getattr(request.app.state, "settings", None), name)
-        if have.kind not in (role, "admin"):
+        if not have.may(role):
             raise HTTPException(
                 403, f"the API key {name!r} lacks the role {role!r} (server.key_roles: {have.kind})"
             )

@@ -172,18 +172,28 @@ def router(console: Console, roles: frozenset[str]) -> APIRouter:
             data, content_type = d.photo(sha256)
         return Response(data, media_type=content_type, headers={"Cache-Control": "private"})
 
-    @api.post("/{case_id}/sign")
-    def sign(
-        case_id: str,
-        session: Annotated[Session, Depends(console.session)],
-        csrf: Annotated[str, Form(max_length=128)] = "",
-        note: Annotated[str, Form(max_length=2000)] = "",
-    ) -> Response:
-        console.allow(session, roles)
-        console.check_csrf(session, csrf)
-        with as_page():
-            desk().act(role_of(session), _case_id(case_id), "sign", detail={"note": note or None})
-        return back(case_id)
+    def note_action(action: str) -> None:
+        """sign (the unit) and verify (the duty room): a CSRF-checked form with an optional
+        note; the desk checks the role and the case's state."""
+
+        def handler(
+            case_id: str,
+            session: Annotated[Session, Depends(console.session)],
+            csrf: Annotated[str, Form(max_length=128)] = "",
+            note: Annotated[str, Form(max_length=2000)] = "",
+        ) -> Response:
+            console.allow(session, roles)
+            console.check_csrf(session, csrf)
+            with as_page():
+                desk().act(
+                    role_of(session), _case_id(case_id), action, detail={"note": note or None}
+                )
+            return back(case_id)
+
+        api.post(f"/{{case_id}}/{action}", name=action)(handler)
+
+    note_action("sign")
+    note_action("verify")
 
     @api.post("/{case_id}/report")
     def report(
@@ -212,19 +222,6 @@ def router(console: Console, roles: frozenset[str]) -> APIRouter:
                 files,
                 decode=lambda f: (f.content_type or "", f.file.read()),
             )
-        return back(case_id)
-
-    @api.post("/{case_id}/verify")
-    def verify(
-        case_id: str,
-        session: Annotated[Session, Depends(console.session)],
-        csrf: Annotated[str, Form(max_length=128)] = "",
-        note: Annotated[str, Form(max_length=2000)] = "",
-    ) -> Response:
-        console.allow(session, roles)
-        console.check_csrf(session, csrf)
-        with as_page():
-            desk().act(role_of(session), _case_id(case_id), "verify", detail={"note": note or None})
         return back(case_id)
 
     @api.post("/{case_id}/return")
