@@ -11,6 +11,10 @@ Windows are station (data) time: a window closes when a reading at least close_g
 its end arrives, so replays of past data aggregate exactly like live data. Hours are clock
 hours, days CST (UTC+8) days (envnet/core/calendar.py); DataTime and QN are Beijing time. See
 docs/hj212.md.
+
+Reviewers' invalidations apply: a window closing after one flags the invalidated values, and
+hour and day data sent before one (or before a restore) are re-sent as corrections by
+gateway/uplink_corrections.py, run in the ingest thread.
 """
 
 from __future__ import annotations
@@ -39,8 +43,11 @@ from envnet.domain.hj212.codec import (
     Packet,
     data_time,
 )
+from envnet.domain.hj212.review import reviewed
 from envnet.store.database import Database
 from envnet.store.schema import Registry
+from gateway import uplink_corrections
+from gateway.uplink_corrections import Corrections
 
 log = logging.getLogger("envnet.uplink")
 
@@ -68,6 +75,13 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (platform, acked, id);
 """
 UPLINK = UPLINK_DB.register(
     "uplink", module=__name__, tables=("samples", "marks", "outbox"), migrations=(SCHEMA_V1,)
+)
+# The corrections re-sent after a review (docs/hj212.md "Corrections"): that module's table.
+UPLINK_CORRECTIONS = UPLINK_DB.register(
+    "uplink_corrections",
+    module=uplink_corrections.__name__,
+    tables=("corrections_queued",),
+    migrations=(uplink_corrections.SCHEMA_V1,),
 )
 
 
@@ -191,6 +205,10 @@ class Uplink:
         self.threads: list[threading.Thread] = []
         self.client: Any = None  # paho's Client once started (paho ships no type information)
         self.connected = {p.name: False for p in self.cfg.platforms}
+        self.outbox.db.ensure(UPLINK_CORRECTIONS)
+        self.corrections = Corrections(
+            settings, self.outbox.db, self._platforms_for, self._queue, aggregate
+        )
 
     # -- MQTT -----------------------------------------------------------------------------
     def _make_client(self):
@@ -247,10 +265,15 @@ class Uplink:
             self.client.loop_stop()
         for t in self.threads:
             t.join(5)
+        self.corrections.close()
 
     # -- ingest ---------------------------------------------------------------------------
     def _ingest_loop(self) -> None:
         while not self.stop_event.is_set():
+            # Corrections run here, between messages: never interleaved with window closing.
+            if self.corrections.run():
+                for e in self.wake.values():
+                    e.set()
             try:
                 msg = self.inbox.get(timeout=0.2)
             except queue.Empty:
@@ -342,6 +365,8 @@ class Uplink:
                 if rows:
                     kind = rows[0][1]
                     data = [(ts, json.loads(v), json.loads(f)) for ts, _, v, f in rows]
+                    # reviewers' invalidations already made apply to windows closing now
+                    data = reviewed(data, self.corrections.spans(station, start, end))
                     cp = {"DataTime": data_time(datetime.fromtimestamp(start, CST))}
                     cp.update(aggregate(data, kind, end - start, day=period == "d"))
                     n += self._queue(platforms, station, kind, cn, cp)

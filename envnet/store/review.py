@@ -35,6 +35,7 @@ from envnet.domain.review.invalidation import (
     covers,
     params_overlap,
 )
+from envnet.store import hj212_corrections
 from envnet.store.audit import record_audit
 from envnet.store.schema import STATE_DB
 from envnet.store.state import SqliteStateStore
@@ -214,6 +215,7 @@ def add(store: SqliteStateStore, req: Request, actor: str) -> tuple[Invalidation
         marks = {"alerts": mark_alerts(store, inv, now)}
         for name, hook in MARK_HOOKS.items():
             marks[name] = hook(store, inv)
+        _owe_hj212(store, inv, "invalidate")
         record_audit(
             store,
             actor=actor,
@@ -289,6 +291,7 @@ def restore(store: SqliteStateStore, inv_id: int, actor: str) -> Invalidation:
             "UPDATE review_invalidations SET restored_at=?, restored_by=? WHERE id=?",
             (now, actor, inv_id),
         )
+        _owe_hj212(store, inv, "restore")
         record_audit(
             store,
             actor=actor,
@@ -300,6 +303,19 @@ def restore(store: SqliteStateStore, inv_id: int, actor: str) -> Invalidation:
     out = get(store, inv_id)
     assert out is not None
     return out
+
+
+def _owe_hj212(store: SqliteStateStore, inv: Invalidation, action: str) -> None:
+    """The HJ 212 hour and day data already sent for these hours are re-sent by the uplink
+    (envnet.store.hj212_corrections): recorded in the change's own transaction."""
+    hj212_corrections.record(
+        store,
+        invalidation_id=inv.id,
+        action="restore" if action == "restore" else "invalidate",
+        station=inv.station,
+        hour_start=inv.hour_start,
+        hour_end=inv.hour_end,
+    )
 
 
 def search(

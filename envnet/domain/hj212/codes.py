@@ -41,6 +41,20 @@ FLAGS: dict[str, str] = {
 }
 NORMAL = "N"
 
+# A reviewer's invalidation reason (envnet.domain.review.invalidation.REASONS) -> the envnet QC
+# flag the invalidated values are sent with (-> FLAGS: M, C, D). HJ 212-2017 has no "reviewed
+# out" flag; local interference (a sprayed sensor, a fire next to the inlet) and "other" are
+# sent as D: the value is not a measurement of the ambient air, and M or C would assert a
+# maintenance or calibration that did not happen. Platforms leave M, C and D out of their
+# statistics alike. docs/hj212.md "Corrections".
+REVIEW_FLAGS: dict[str, str] = {
+    "maintenance": "maint",
+    "calibration": "cal",
+    "instrument_fault": "fault",
+    "local_interference": "fault",
+    "other": "fault",
+}
+
 
 def code_for(kind: str, param: str) -> str | None:
     return CODES.get((kind, param))
