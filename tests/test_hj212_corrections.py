@@ -291,3 +291,39 @@ def test_correction_queued_before_a_kill_is_not_queued_again(tmp_path: Path, inf
     assert up.corrections.totals() == (2, 4)
     up.outbox.db.close()
     state.close()
+
+
+def test_correction_is_recorded_in_the_review_change_transaction(tmp_path: Path):
+    """A change that rolls back leaves no correction; one that commits always leaves one."""
+    state = SqliteStateStore(tmp_path / "envnet.db")
+    state.register_station("hj-03", "air", {})
+    req = check_request(
+        station="hj-03",
+        start=D,
+        end=D + HOUR,
+        parameters=None,
+        reason="calibration",
+        note="",
+        station_params=["pm25"],
+        now=D + DAY,
+    )
+
+    def failing_hook(store, inv):
+        raise RuntimeError("a marking hook failed")
+
+    review.MARK_HOOKS["test-failing"] = failing_hook
+    try:
+        with pytest.raises(RuntimeError, match="hook failed"):
+            review.add(state, req, "tester")
+    finally:
+        del review.MARK_HOOKS["test-failing"]
+    assert review.search(state) == [] and hj212_corrections.search(state) == []
+    inv, _ = review.add(state, req, "tester")
+    review.restore(state, inv.id, "tester")
+    rows = hj212_corrections.search(state)
+    assert [(c.action, c.invalidation_id, c.hour_start, c.hour_end) for c in rows] == [
+        ("invalidate", inv.id, D, D + HOUR),
+        ("restore", inv.id, D, D + HOUR),
+    ]
+    assert [c.id for c in hj212_corrections.pending(state)] == [c.id for c in rows]
+    state.close()

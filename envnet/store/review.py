@@ -15,6 +15,9 @@ Every change goes with its audit row (envnet.store.audit) in the same transactio
 `review.invalidate`, `review.restore`, `review.calibration.apply`,
 `review.calibration.withdraw`.
 
+HJ 212: an invalidation and a restore each record, in their transaction, the correction the
+uplink owes the platforms (envnet.store.hj212_corrections; docs/hj212.md "Corrections").
+
 Hooks: `MARK_HOOKS` are called inside the invalidation's transaction with (store, row) and
 return the ids of whatever else they marked (cases, issue 16, registers one there); their ids
 are returned with the alert marks under their hook's name.
@@ -305,13 +308,15 @@ def restore(store: SqliteStateStore, inv_id: int, actor: str) -> Invalidation:
     return out
 
 
-def _owe_hj212(store: SqliteStateStore, inv: Invalidation, action: str) -> None:
+def _owe_hj212(
+    store: SqliteStateStore, inv: Invalidation, action: hj212_corrections.Action
+) -> None:
     """The HJ 212 hour and day data already sent for these hours are re-sent by the uplink
     (envnet.store.hj212_corrections): recorded in the change's own transaction."""
     hj212_corrections.record(
         store,
         invalidation_id=inv.id,
-        action="restore" if action == "restore" else "invalidate",
+        action=action,
         station=inv.station,
         hour_start=inv.hour_start,
         hour_end=inv.hour_end,
