@@ -30,12 +30,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from envnet.domain.webhooks.policy import OUTCOMES
 from envnet.store.database import connect
 from envnet.store.gateway_metrics import FAMILIES as GATEWAY_FAMILIES
+from envnet.store.influx.delete import refused as influx_delete_refused
 from envnet.store.webhooks import Outbox
 
 log = logging.getLogger("envnet.server")
@@ -188,10 +189,24 @@ class StoreCollector(Collector):
         return sample_name
 
 
+class InfluxDeleteCollector(Collector):
+    """Deletes refused because the InfluxDB cannot delete points (3.x): a reviewer's
+    rewrite or a calibration withdrawal that left stored figures as they were."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "envnet_influx_delete_refused",
+            "InfluxDB deletes refused by this process (InfluxDB 3.x cannot delete points:"
+            " stored figures were not rewritten)",
+            value=influx_delete_refused(),
+        )
+
+
 def build_registry(store_path: str, outbox: Outbox | None) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(webhook_attempts)
     registry.register(webhook_attempt_seconds)
+    registry.register(InfluxDeleteCollector())
     registry.register(StoreCollector(store_path, outbox))
     return registry
 

@@ -8,6 +8,7 @@ tables are the "alerts" owner's in the state file's schema registry (envnet/stor
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,11 +46,21 @@ CREATE TABLE IF NOT EXISTS daily_aqi (
     PRIMARY KEY (day, station)
 );
 """
+# Version 2: a reviewer's invalidation rewrites a station-day's daily_aqi row (the episode's
+# input) with the reviewed index; the evaluator's original is kept here until the restore
+# puts it back (server/review/recompute.py).
+SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS daily_aqi_original (
+    day TEXT NOT NULL, station TEXT NOT NULL, station_class TEXT NOT NULL, aqi INTEGER NOT NULL,
+    saved_at REAL NOT NULL,
+    PRIMARY KEY (day, station)
+);
+"""
 ALERTS = STATE_DB.register(
     "alerts",
     module=__name__,
-    tables=("alerts", "alert_history", "eval_state", "daily_aqi"),
-    migrations=(SCHEMA_V1,),
+    tables=("alerts", "alert_history", "eval_state", "daily_aqi", "daily_aqi_original"),
+    migrations=(SCHEMA_V1, SCHEMA_V2),
 )
 
 
@@ -199,6 +210,59 @@ class SqliteAlertStore:
     def daily_aqis(self, day: str) -> list[DailyAqi]:
         rows = self._rows("SELECT station, station_class, aqi FROM daily_aqi WHERE day=?", (day,))
         return [DailyAqi(r[0], r[1], r[2]) for r in rows]
+
+    # -- a reviewer's rewrite of daily_aqi (the evaluator never calls these) --------------
+    def review_daily_aqi(self, day: str, station: str, aqi: int | None) -> bool:
+        """Replace the station-day's daily AQI by the reviewed one (`None`: no valid day left,
+        the row goes), keeping the evaluator's original in daily_aqi_original (the first
+        time only: a second rewrite keeps the true original). False when neither a row nor a
+        kept original exists (the evaluator has not summarised the day): nothing to review."""
+        with self.state.tx() as c:
+            kept = c.execute(
+                "SELECT station_class FROM daily_aqi_original WHERE day=? AND station=?",
+                (day, station),
+            ).fetchone()
+            if kept is None:
+                cur = c.execute(
+                    "INSERT INTO daily_aqi_original(day, station, station_class, aqi, saved_at)"
+                    " SELECT day, station, station_class, aqi, ? FROM daily_aqi"
+                    " WHERE day=? AND station=?",
+                    (time.time(), day, station),
+                )
+                if cur.rowcount == 0:
+                    return False
+                kept = c.execute(
+                    "SELECT station_class FROM daily_aqi_original WHERE day=? AND station=?",
+                    (day, station),
+                ).fetchone()
+            c.execute("DELETE FROM daily_aqi WHERE day=? AND station=?", (day, station))
+            if aqi is not None:
+                c.execute(
+                    "INSERT INTO daily_aqi(day, station, station_class, aqi) VALUES (?,?,?,?)",
+                    (day, station, kept[0], aqi),
+                )
+        return True
+
+    def restore_daily_aqi(self, day: str, station: str) -> bool:
+        """Put the evaluator's original row back exactly; False when none was kept."""
+        with self.state.tx() as c:
+            cur = c.execute(
+                "INSERT INTO daily_aqi(day, station, station_class, aqi)"
+                " SELECT day, station, station_class, aqi FROM daily_aqi_original"
+                " WHERE day=? AND station=? ON CONFLICT(day, station) DO UPDATE SET"
+                " aqi=excluded.aqi, station_class=excluded.station_class",
+                (day, station),
+            )
+            if cur.rowcount == 0:
+                return False
+            c.execute("DELETE FROM daily_aqi_original WHERE day=? AND station=?", (day, station))
+        return True
+
+    def daily_aqi_reviewed(self, day: str, station: str) -> bool:
+        """Whether the station-day's row is a reviewer's rewrite (an original is kept)."""
+        return bool(
+            self._rows("SELECT 1 FROM daily_aqi_original WHERE day=? AND station=?", (day, station))
+        )
 
 
 __all__ = ["SqliteAlertStore", "OPEN_STATES"]

@@ -43,6 +43,7 @@ from envnet.domain.alerts.model import (
     latest_indices,
     state_key,
     summary_key,
+    water_point,
 )
 from envnet.domain.alerts.repository import AlertStore, InMemoryAlertStore
 from envnet.domain.alerts.rules import RULES, AlertSettings, Observation
@@ -453,25 +454,9 @@ class Evaluator:
         assert a.overall is not None
         zh, en = gb3838.class_label(a.overall)
         target = st.info.target_class
-        fields: dict[str, float | int | str] = {
-            "class": zh,
-            "class_en": en,
-            "class_num": a.overall,
-            "provisional": int(a.provisional),
-            "basis": ",".join(a.basis),
-            "missing": ",".join(a.missing),
-            "worst": ",".join(a.worst),
-            "standard": a.standard,
-        }
-        tags = {"station": st.info.id, "edition": a.edition} | dict(st.info.tags)
+        point_tags, fields = water_point(a, target)
+        tags = {"station": st.info.id, "edition": a.edition} | dict(st.info.tags) | point_tags
         meets = gb3838.meets_target(a, target)
-        if target is not None:
-            fields["target_num"] = target
-            tags["target_class"] = ("I", "II", "III", "IV", "V")[target - 1]
-        if meets is not None:  # a provisional class neither meets nor misses its target
-            fields["exceeding"] = int(not meets)
-        for p, c in a.classes.items():
-            fields[f"class_{p}"] = c
         self._results.append(IndexRecord("water_class", st.info.id, float(hour.end), tags, fields))
         st.latest["water"] = asdict(a) | {
             "ts": hour.end,

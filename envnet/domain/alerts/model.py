@@ -188,6 +188,35 @@ def latest_indices(store: AlertStore, station: str) -> dict[str, Any]:
     return dict(saved.get("latest", {}))
 
 
+def water_point(
+    a: gb3838.WaterAssessment, target: int | None
+) -> tuple[dict[str, str], dict[str, float | int | str]]:
+    """The tags (edition, target_class) and fields of a `water_class` point, from the
+    evaluator or from a reviewer's recomputation (server/review/recompute.py)."""
+    assert a.overall is not None
+    zh, en = gb3838.class_label(a.overall)
+    fields: dict[str, float | int | str] = {
+        "class": zh,
+        "class_en": en,
+        "class_num": a.overall,
+        "provisional": int(a.provisional),
+        "basis": ",".join(a.basis),
+        "missing": ",".join(a.missing),
+        "worst": ",".join(a.worst),
+        "standard": a.standard,
+    }
+    tags = {"edition": a.edition}
+    meets = gb3838.meets_target(a, target)
+    if target is not None:
+        fields["target_num"] = target
+        tags["target_class"] = ("I", "II", "III", "IV", "V")[target - 1]
+    if meets is not None:  # a provisional class neither meets nor misses its target
+        fields["exceeding"] = int(not meets)
+    for p, c in a.classes.items():
+        fields[f"class_{p}"] = c
+    return tags, fields
+
+
 def aqi_point_fields(result: hj633.AqiResult) -> dict[str, float | int | str]:
     """The fields of an `aqi` point (real-time or daily), from the evaluator or from a
     reviewer's recomputation (server/review/recompute.py): one place, so both write the same."""

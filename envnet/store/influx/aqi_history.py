@@ -1,7 +1,9 @@
 """A station's recent real-time AQI, as the gateway's evaluator stored it (measurement `aqi`).
 
 The public station page draws the last 24 hours from it. The values are the evaluator's own
-(HJ 633 via envnet.core.standards); nothing is recomputed here.
+(HJ 633 via envnet.core.standards), reviewed: an hour a reviewer invalidated shows its
+recomputed point (tag review=recomputed) or nothing, never the withdrawn original (tag
+review=invalid; server/review/recompute.py); nothing is recomputed here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def hourly_aqi(db: InfluxQL, station: str, start: float, end: float) -> list[Aqi
     q = (
         f'SELECT "aqi", "level" FROM "{MEASUREMENT}" WHERE "station" = \'{station}\''
         f" AND \"window\" = '{REALTIME_WINDOW}'"
+        " AND \"review\" != 'invalid'"
         f" AND time >= {int(start)}s AND time <= {int(end)}s ORDER BY time ASC"
     )
     out: list[AqiPoint] = []

@@ -7,13 +7,14 @@ one point per station, parameter and clock hour (stamped at the hour's start): t
 mean it corrects) and `cal_id` (the calibration applied, GET /review/calibrations). A
 measurement of its own, not fields beside the raw readings in `air`: raw readings stay
 exactly as received, and a withdrawn calibration's values can be deleted per parameter
-(InfluxQL DELETE drops whole points) without touching anything raw.
+(a delete drops whole points: envnet/store/influx/delete.py) without touching anything raw.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from envnet.store.influx.delete import END_OF_TIME, delete_points
 from envnet.store.influx.line_protocol import line
 from envnet.store.influx.reports import InfluxQL
 
@@ -76,8 +77,6 @@ def corrected_lines(
 
 
 def delete_corrected(db: InfluxQL, station: str, param: str, since: int) -> None:
-    """Withdrawn: the station's corrected values of `param` from `since` on are deleted."""
-    db.series(
-        f'DELETE FROM "{CORRECTED}" WHERE "station" = {_q(station)}'
-        f' AND "parameter" = {_q(param)} AND time >= {since}s'
-    )
+    """Withdrawn: the station's corrected values of `param` from `since` on are deleted
+    (InfluxDB 1.x and 2.x; refused on 3.x: envnet/store/influx/delete.py)."""
+    delete_points(db, CORRECTED, {"station": station, "parameter": param}, since, END_OF_TIME)

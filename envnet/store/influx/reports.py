@@ -33,6 +33,10 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', r"\"") + '"'
 
 
+def _str(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", r"\'") + "'"
+
+
 def _time_range(start: int, end: int) -> str:
     return f"time >= {start}s AND time < {end}s"
 
@@ -115,22 +119,25 @@ def hourly_counts(
     start: int,
     end: int,
     offset_s: int = 0,
+    station: str | None = None,
 ) -> Counts:
-    """Count and sum of each parameter per station and clock hour, flagged values out."""
+    """Count and sum of each parameter per station and clock hour, flagged values out
+    (of every station, or of `station` only)."""
+    only = f' AND "station" = {_str(station)}' if station else ""
     tasks = [(p, a, b) for p in params for a, b in _chunks(start, end)]
 
     def run(task: tuple[str, int, int]) -> list[dict]:
         p, a, b = task
         return db.series(
             f"SELECT count({_ident(p)}) AS n, mean({_ident(p)}) AS m FROM {_ident(measurement)} "
-            f"WHERE {_time_range(a, b)} GROUP BY time(1h, {offset_s}s), station fill(none)"
+            f"WHERE {_time_range(a, b)}{only} GROUP BY time(1h, {offset_s}s), station fill(none)"
         )
 
     out: Counts = {}
     for (p, _, _), result in zip(tasks, _parallel(run, tasks), strict=True):
         for series in result:
             _add_counts(out, p, series)
-    for f in flagged(db, measurement, params, start, end):
+    for f in flagged(db, measurement, params, start, end, station):
         _remove_flagged(out, f, offset_s)
     return out
 
@@ -163,19 +170,25 @@ def _remove_flagged(out: Counts, f: Flagged, offset_s: int) -> None:
 
 
 def flagged(
-    db: InfluxQL, measurement: str, params: Sequence[str], start: int, end: int
+    db: InfluxQL,
+    measurement: str,
+    params: Sequence[str],
+    start: int,
+    end: int,
+    station: str | None = None,
 ) -> list[Flagged]:
     flag_cols = [f"flag_{p}" for p in params] + ["flag_all"]
     cols = ", ".join(_ident(c) for c in [*params, *flag_cols])
     cond = " OR ".join(f"{_ident(c)} =~ /./" for c in flag_cols)
+    only = f' AND "station" = {_str(station)}' if station else ""
     out: list[Flagged] = []
     for a, b in _chunks(start, end):
         q = (
             f"SELECT {cols} FROM {_ident(measurement)} WHERE {_time_range(a, b)} "
-            f"AND ({cond}) GROUP BY station"
+            f"AND ({cond}){only} GROUP BY station"
         )
         for s in db.series(q):
-            station = s.get("tags", {}).get("station", "")
+            sid = s.get("tags", {}).get("station", "")
             names = s["columns"]
             for row in s["values"]:
                 r = dict(zip(names, row, strict=True))
@@ -183,7 +196,7 @@ def flagged(
                 flags = {p: r[f"flag_{p}"] for p in params if r.get(f"flag_{p}")}
                 if r.get("flag_all"):
                     flags["*"] = r["flag_all"]
-                out.append(Flagged(station, int(r["time"]), values, flags))
+                out.append(Flagged(sid, int(r["time"]), values, flags))
     return out
 
 
