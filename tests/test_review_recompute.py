@@ -39,6 +39,7 @@ The restore brings every point and the daily_aqi rows back byte for byte.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -55,6 +56,8 @@ from envnet.store.influx.line_protocol import line
 from envnet.store.influx.reports import InfluxQL
 from envnet.store.state import SqliteStateStore
 from server.reports.service import Reports
+from server.review import catchup
+from server.review.catchup import CatchUp
 from server.review.recompute import Recomputer
 
 CST = timezone(timedelta(hours=8))
@@ -83,8 +86,24 @@ def _water() -> list[tuple[int, dict[str, float]]]:
     return [(t, dict(WATER)) for t in range(T0, T0 + 4 * HOUR, 300)]
 
 
+def _feed(state, ev, db, series) -> None:
+    """Readings through the real evaluator and, as the gateway writes them, into InfluxDB:
+    the readings and the index records (gateway/evaluation.py index_point)."""
+    lines = []
+    for sid, kind, rows in series:
+        meta = state.get_station_meta(sid)
+        for ts, values in rows:
+            ev.on_reading(meta, {"ts": ts, "kind": kind, "values": values}, ts + 5, station=sid)
+            lines.append(line(kind, {"station": sid}, values, ts * 1000))
+    ev.flush()
+    for rec in ev.drain_results():
+        tags = {"station": rec.station, **rec.tags}
+        lines.append(line(rec.measurement, tags, rec.fields, round(rec.ts * 1000)))
+    db.write(lines)
+
+
 @pytest.fixture
-def stack(tmp_path: Path, influxdb):
+def parts(tmp_path: Path, influxdb):
     settings: Settings = load_config(
         None,
         environ={
@@ -101,21 +120,17 @@ def stack(tmp_path: Path, influxdb):
     alerts = SqliteAlertStore(state)
     ev = Evaluator(settings, alerts)
     db = InfluxQL(settings.influx)
-    lines = []
-    for sid, kind, series in (("rc-a", "air", _air()), ("rc-w", "water", _water())):
-        meta = state.get_station_meta(sid)
-        for ts, values in series:
-            ev.on_reading(meta, {"ts": ts, "kind": kind, "values": values}, ts + 5, station=sid)
-            lines.append(line(kind, {"station": sid}, values, ts * 1000))
-    ev.flush()
-    for rec in ev.drain_results():  # as gateway/evaluation.py index_point writes them
-        tags = {"station": rec.station, **rec.tags}
-        lines.append(line(rec.measurement, tags, rec.fields, round(rec.ts * 1000)))
-    db.write(lines)
-    recompute = Recomputer(settings, state, Reports(settings, state, db))
-    yield state, alerts, db, recompute
+    reports = Reports(settings, state, db)
+    yield settings, state, alerts, ev, db, reports
     db.close()
     state.close()
+
+
+@pytest.fixture
+def stack(parts):
+    settings, state, alerts, ev, db, reports = parts
+    _feed(state, ev, db, (("rc-a", "air", _air()), ("rc-w", "water", _water())))
+    yield state, alerts, db, Recomputer(settings, state, reports)
 
 
 def _invalidate(state, station: str, start: int, end: int, params: tuple[str, ...]):
@@ -243,3 +258,36 @@ def test_deletes_by_generation(stack, influxdb):
     assert influxdb.rows(count)[0]["count"] == n - 24
     with pytest.raises(ValueError, match="empty time range"):
         influx_delete.delete_points(db, "aqi", {}, T0 + 1, T0)
+
+
+def test_figures_closed_after_an_invalidation_are_caught_up(parts, influxdb):
+    """The evaluator closes the rest of H's day and the hours whose moving means read H after
+    the invalidation, from raw readings; the review worker's catch-up brings them in line
+    (the same figures as an invalidation made after everything had closed)."""
+    settings, state, alerts, ev, db, reports = parts
+    air = _air()
+    _feed(state, ev, db, (("rc-a", "air", [r for r in air if r[0] < H + 2 * HOUR]),))
+    inv = _invalidate(state, "rc-a", H, H + HOUR, ("pm25",))
+    recompute = Recomputer(settings, state, reports)
+    first = recompute.run("rc-a", inv.hour_start, inv.hour_end).to_dict()
+    assert first["hourly_recomputed"] == 1 and first["daily_aqi_rewritten"] == [], first
+    # the gateway goes on: the day closes and the late hours are written from raw data
+    _feed(state, ev, db, (("rc-a", "air", [r for r in air if r[0] >= H + 2 * HOUR]),))
+    assert alerts.daily_aqis(DAY1.isoformat())[0].aqi == 142
+    (late,) = _reviewed(influxdb, "aqi", "rc-a", T0 + DAY, "1h")
+    assert late["c_pm25_24h"] == pytest.approx(108.333)
+
+    catch_up = CatchUp(settings, state, recompute)
+    got = catch_up.run(time.time())
+    assert got == {"checked": 1, "changed": [inv.id], "failed": []}
+    assert [r.aqi for r in alerts.daily_aqis(DAY1.isoformat())] == [132]
+    (late,) = _reviewed(influxdb, "aqi", "rc-a", T0 + DAY, "1h")
+    assert (late["review"], late["c_pm25_24h"]) == ("recomputed", 100.0)
+    (d,) = _reviewed(influxdb, "aqi", "rc-a", T0, "24h")
+    assert (d["review"], d["aqi"]) == ("recomputed", 132)
+    # in line now: the next pass writes nothing; past the window it is not looked at
+    again = recompute.run("rc-a", inv.hour_start, inv.hour_end).to_dict()
+    assert not any(again[k] for k in catchup._CHANGES), again
+    assert catch_up.run(time.time())["changed"] == []
+    later = time.time() + settings.review.catch_up_hours * 3600 + 60
+    assert catch_up.run(later) == {"checked": 0, "changed": [], "failed": []}

@@ -222,6 +222,11 @@ class SqliteAlertStore:
                 "SELECT station_class FROM daily_aqi_original WHERE day=? AND station=?",
                 (day, station),
             ).fetchone()
+            row = c.execute(
+                "SELECT aqi FROM daily_aqi WHERE day=? AND station=?", (day, station)
+            ).fetchone()
+            if kept is not None and (row[0] if row is not None else None) == aqi:
+                return False  # already the reviewed row: a second run writes nothing
             if kept is None:
                 cur = c.execute(
                     "INSERT INTO daily_aqi_original(day, station, station_class, aqi, saved_at)"

@@ -330,9 +330,11 @@ def search(
     active: bool | None = None,
     since: float | None = None,
     until: float | None = None,
+    created_since: float | None = None,
     limit: int = 1000,
 ) -> list[Invalidation]:
-    """Newest first; `since`/`until` select invalidations whose hours overlap that span."""
+    """Newest first; `since`/`until` select invalidations whose hours overlap that span,
+    `created_since` those made at or after that time."""
     ensure_schema(store)
     where: list[str] = []
     args: list[Any] = []
@@ -347,6 +349,9 @@ def search(
     if until is not None:
         where.append("hour_start<?")
         args.append(until)
+    if created_since is not None:
+        where.append("created_at>=?")
+        args.append(created_since)
     sql = f"SELECT {_COLS} FROM review_invalidations"
     if where:
         sql += " WHERE " + " AND ".join(where)

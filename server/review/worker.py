@@ -1,9 +1,10 @@
 """The review worker: a thread of the server that, every `review.check_interval_s`, runs the
 calibration against reference stations (server/review/calibrate.py) and the neighbour
-consistency check (server/review/neighbours.py). Started and stopped with the app's lifespan
-(server/lifespan.py). Every step is idempotent and keyed by the stored calibrations, so two
-server processes running it write the same values; a failing pass (InfluxDB down) is logged
-and retried at the next tick."""
+consistency check (server/review/neighbours.py), and recomputes the recent invalidations
+again for the figures closed since (server/review/catchup.py). Started and stopped with the
+app's lifespan (server/lifespan.py). Every step is idempotent and keyed by the stored
+calibrations and invalidations, so two server processes running it write the same values; a
+failing pass (InfluxDB down) is logged and retried at the next tick."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from envnet.store.state import SqliteStateStore
 from server.reports.service import Reports
 from server.review.alerting import AlertSink
 from server.review.calibrate import Calibrator
+from server.review.catchup import CatchUp
 from server.review.data import air_sites
 from server.review.neighbours import NeighbourCheck
+from server.review.recompute import Recomputer
 
 log = logging.getLogger("envnet.review")
 
@@ -33,6 +36,7 @@ class ReviewWorker:
         alerts = AlertSink(settings, store)
         self.calibrator = Calibrator(settings, store, self.reports, alerts)
         self.neighbours = NeighbourCheck(settings, store, self.reports, alerts)
+        self.catch_up = CatchUp(settings, store, Recomputer(settings, store, self.reports))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
@@ -40,13 +44,11 @@ class ReviewWorker:
 
     def run_pass(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
+        out: dict[str, Any] = {"catch_up": self.catch_up.run(now)}  # air and water stations
         sites = air_sites(self.store)
-        if not sites:
-            return {}  # no air station registered: nothing to ask InfluxDB
-        out = {
-            "calibration": self.calibrator.run(sites, now),
-            "neighbours": self.neighbours.run(sites, now),
-        }
+        if sites:  # else no air station registered: nothing to calibrate or compare
+            out["calibration"] = self.calibrator.run(sites, now)
+            out["neighbours"] = self.neighbours.run(sites, now)
         self.passes += 1
         self.last = out
         return out

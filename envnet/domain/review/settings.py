@@ -27,6 +27,11 @@ class ReviewSettings(BaseModel):
     # The server's review worker (calibration and neighbour checks) runs every this many
     # seconds; 0 switches it off.
     check_interval_s: float = Field(3600.0, ge=0, le=86400)
+    # Figures the evaluator closes after an invalidation (the rest of its day, the hours whose
+    # 24-hour moving means read it) are written from raw data; each worker pass recomputes the
+    # active invalidations made within this many hours again, so those figures are reviewed
+    # too (a recomputation that changes nothing writes nothing). 0 switches it off.
+    catch_up_hours: float = Field(72.0, ge=0, le=24 * 31)
     # How far back a pair with no calibration yet is walked (the first fit needs a window).
     calibration_backfill_days: float = Field(30.0, gt=0, le=400)
     calibration_window_days: float = Field(14.0, gt=0, le=365)
