@@ -46,6 +46,7 @@ from envnet.store.alerts import SqliteAlertStore
 from envnet.store.influx.line_protocol import line
 from envnet.store.state import SqliteStateStore
 from gateway.buffer import Buffer, Point
+from gateway.calibrations import CalibrationCache
 from gateway.children import die_with_parent
 from gateway.evalqueue import EvaluationQueue, partition_of
 
@@ -100,7 +101,15 @@ class EvaluationWorker:
         self.state = SqliteStateStore(settings.store.path)
         self.queue = EvaluationQueue(self.state, self.partitions)
         self.alerts = SqliteAlertStore(self.state)
-        self.evaluator = Evaluator(settings, self.alerts)
+        # review.use_corrected: PM corrected by the station's applied calibration before the
+        # rules, the alerts saying which values they used (envnet/domain/alerts/corrected.py)
+        r = settings.review
+        self.calibrations = (
+            CalibrationCache(self.state, r.calibration_parameters, r.calibration_refresh_s)
+            if r.use_corrected
+            else None
+        )
+        self.evaluator = Evaluator(settings, self.alerts, self.calibrations)
         self.stop_event = threading.Event()
         self.wakeup = threading.Event()
         self.events_emitted = 0
@@ -243,7 +252,7 @@ class EvaluationWorker:
         """Evaluate until stopped. The caller holds the partition's lock (PartitionWorkers)."""
         # The lock is ours: what another worker saved before it let go is the truth.
         self.cursor = self._applied = int(self.state.get_kv(self.cursor_key) or 0)
-        self.evaluator = Evaluator(self.settings, self.alerts)  # its windows, as saved
+        self.evaluator = Evaluator(self.settings, self.alerts, self.calibrations)  # as saved
         self._add_stations()
         if self._applied < self.queue.last_id(self.partition):
             log.info(

@@ -1,6 +1,8 @@
 """`GET /metrics` in the Prometheus text format.
 
-- the server's own webhook counters (attempts by outcome, attempt duration) from this process;
+- the server's own webhook counters (attempts by outcome, attempt duration) and review
+  worker counters (passes, failed passes, calibrations fitted and withdrawn, neighbour alerts
+  opened) from this process;
 - from the state store, read at each scrape so that every server process reports the same:
   deliveries by status, the age of the oldest pending delivery, alerts by state (when the
   alert engine's `alerts` table is there);
@@ -57,6 +59,39 @@ webhook_attempt_seconds = Histogram(
 )
 for _outcome in OUTCOMES:
     webhook_attempts.labels(outcome=_outcome)
+# The review worker of this server process (server/review/worker.py, docs/review.md).
+review_passes = Counter(
+    "envnet_review_passes",
+    "Review worker passes (calibration and neighbour checks) completed by this server process",
+    registry=None,
+)
+review_pass_failures = Counter(
+    "envnet_review_pass_failures",
+    "Review worker passes that failed (InfluxDB down, ...) and were retried at the next tick",
+    registry=None,
+)
+review_calibrations_fitted = Counter(
+    "envnet_review_calibrations_fitted",
+    "Calibrations stored applied: by the review worker and by reviewers' refits",
+    registry=None,
+)
+review_calibrations_withdrawn = Counter(
+    "envnet_review_calibrations_withdrawn",
+    "Calibrations withdrawn by the review worker (degraded: R², bias, slope or too few pairs)",
+    registry=None,
+)
+review_neighbour_alerts = Counter(
+    "envnet_review_neighbour_alerts",
+    "Neighbour-disagreement alerts opened by the review worker",
+    registry=None,
+)
+REVIEW_COUNTERS = (
+    review_passes,
+    review_pass_failures,
+    review_calibrations_fitted,
+    review_calibrations_withdrawn,
+    review_neighbour_alerts,
+)
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -207,6 +242,8 @@ def build_registry(store_path: str, outbox: Outbox | None) -> CollectorRegistry:
     registry.register(webhook_attempts)
     registry.register(webhook_attempt_seconds)
     registry.register(InfluxDeleteCollector())
+    for counter in REVIEW_COUNTERS:
+        registry.register(counter)
     registry.register(StoreCollector(store_path, outbox))
     return registry
 
@@ -222,5 +259,6 @@ def install(app: FastAPI, store_path: str, outbox: Outbox | None) -> None:
         responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
     )
     def prometheus_metrics() -> Response:
-        """Prometheus text format: webhook deliveries, alerts, and the gateways' counters."""
+        """Prometheus text format: webhook deliveries, alerts, the review worker, and the
+        gateways' counters."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -17,18 +17,26 @@ on bias ((1.1 - 1.6) / 1.6 x ~55 µg/m³ ≈ -17, limit ±5): the calibration is
 alert raised, and no corrected PM2.5 exists from day 10 on, while PM10 stays applied.
 - nb-2..nb-5 (district 和平区, far from everything): the same background for 2 days, nb-5
   60 µg/m³ higher for its last 8 hours (sustain 6 h, k 4, spread floor 5: 60 > 20).
+Then a person's way back (`envnet review refit mc-1`): the last 5 days of pairs (all after the
+drift) fit slope 1.1 and are applied from now; refused with 409 for a station with no
+reference pair and for one with too few pairs. /metrics counts the worker's passes,
+calibrations fitted and withdrawn, and neighbour alerts.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from conftest import wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 from envnet.config import load_config
 from envnet.devkit.services import component_env, free_port
@@ -81,6 +89,27 @@ def _get(base: str, path: str, **params) -> list:
     return r.json()
 
 
+def _metrics(base: str) -> dict[str, float]:
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    return {
+        s.name: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.startswith("envnet_review_")
+    }
+
+
+def _cli(base: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "envnet.cli", "review", *args, "--url", base]
+        + ["--api-key", "test-key"],
+        env={**env, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_calibration_drift_and_neighbour_alerts_through_the_worker(request, influxdb, envnet_env):
     store = SqliteStateStore(envnet_env["ENVNET_STORE_PATH"])
     meta = {"interval_s": 3600}
@@ -94,6 +123,8 @@ def test_calibration_drift_and_neighbour_alerts_through_the_worker(request, infl
         "air",
         {**meta, "class": "micro", "district": "沈河区", "lat": 41.8005, "lon": 123.4005},
     )
+    # paired with ref-1 by the registry, but without data: too few pairs to refit
+    store.register_station("mc-2", "air", {**meta, "class": "micro", "reference": "ref-1"})
     for i, n in enumerate(("nb-2", "nb-3", "nb-4", "nb-5")):
         store.register_station(
             n,
@@ -187,3 +218,55 @@ def test_calibration_drift_and_neighbour_alerts_through_the_worker(request, infl
     time.sleep(4)
     assert len(_get(base, "/alerts", rule="neighbour_disagreement")) == 2
     assert len(_get(base, "/alerts", rule="calibration_degraded")) == 1
+
+    # /metrics: the worker's passes, what it fitted and withdrew, the neighbour alerts opened
+    m = _metrics(base)
+    assert m["envnet_review_passes_total"] >= 2
+    assert m["envnet_review_pass_failures_total"] == 0
+    fitted = len(cals) - 1 + len(_get(base, "/review/calibrations", parameter="pm10"))
+    assert m["envnet_review_calibrations_fitted_total"] == fitted
+    assert m["envnet_review_calibrations_withdrawn_total"] == 1
+    assert m["envnet_review_neighbour_alerts_total"] == 2
+
+    # the CLI lists them, the withdrawn one with its problem
+    listed = _cli(base, envnet_env, "calibrations", "--station", "mc-1", "--parameter", "pm25")
+    assert listed.returncode == 0, listed.stderr
+    assert "withdrawn:" in listed.stdout and "bias" in listed.stdout  # folded in its cell
+    assert "calibrations (7)" in listed.stdout and "applied" in listed.stdout
+
+    # the way back: a reviewer refits from the recent pairs (all after the drift: slope 1.1)
+    r = _cli(base, envnet_env, "refit", "mc-1", "-p", "pm25", "--json")
+    assert r.returncode == 0, r.stderr
+    (fresh,) = json.loads(r.stdout)
+    assert fresh["status"] == "applied" and fresh["reference"] == "ref-1"
+    assert fresh["period_end"] == NOW_H and fresh["n"] == 120, fresh
+    assert abs(fresh["slope"] - 1.1) < 0.05 and abs(fresh["humidity"] - 0.35) < 0.05, fresh
+    latest = _get(base, "/review/calibrations", station="mc-1", parameter="pm25", limit=1)
+    assert latest[0]["id"] == fresh["id"]
+    audit = httpx.get(
+        f"{base}/audit", params={"action": "review.calibration.refit"}, headers=KEY, timeout=30
+    ).json()["items"]
+    assert [(a["actor"], a["target"]) for a in audit] == [("admin", "mc-1")]  # the key's name
+    assert audit[0]["detail"]["calibrations"] == {"pm25": fresh["id"]}
+    assert _metrics(base)["envnet_review_calibrations_fitted_total"] >= fitted + 1
+
+    # refused, nothing stored: no reference pair, too few pairs, a reference station itself
+    before = len(_get(base, "/review/calibrations"))
+    for station, status, says in (
+        ("nb-2", 409, "no reference pair"),
+        ("mc-2", 409, "0 pairs, at least 72 needed"),
+        ("ref-1", 409, "no reference pair"),
+        ("zz-9", 404, "not a registered air station"),
+    ):
+        r = httpx.post(f"{base}/review/calibrations/{station}/refit", headers=KEY, timeout=60)
+        assert r.status_code == status and says in r.json()["detail"], (station, r.text)
+    r = httpx.post(
+        f"{base}/review/calibrations/mc-1/refit",
+        json={"parameters": ["o3"]},
+        headers=KEY,
+        timeout=60,
+    )
+    assert r.status_code == 400 and "not calibrated: o3" in r.json()["detail"], r.text
+    cli = _cli(base, envnet_env, "refit", "mc-2")
+    assert cli.returncode == 1 and "409" in cli.stderr and "0 pairs" in cli.stderr, cli.stderr
+    assert len(_get(base, "/review/calibrations")) == before

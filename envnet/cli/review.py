@@ -1,4 +1,5 @@
-"""`envnet review add|list|restore`: data review from the terminal (docs/review.md).
+"""`envnet review add|list|restore|calibrations|refit`: data review from the terminal
+(docs/review.md).
 
 Talks to the server's /review API with `--url`/`--api-key` (or the config's), like
 `envnet stations`; the key needs the `reviewer` role (server.key_roles).
@@ -18,7 +19,8 @@ from envnet.cli.api import ApiError, fetch, send
 from envnet.cli.common import ConfigOpt, KeyOpt, UrlOpt, api_target
 
 app = typer.Typer(
-    help="Data review: invalidate and restore a station's data.", no_args_is_help=True
+    help="Data review: invalidate and restore a station's data; calibrations.",
+    no_args_is_help=True,
 )
 
 REASONS = "maintenance | calibration | local interference | instrument fault | other"
@@ -130,3 +132,87 @@ def restore(
     except ApiError as e:
         _fail(e)
     typer.echo(f"restored {r['id']} ({r['station']}); recompute: {json.dumps(r.get('recompute'))}")
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _calibrations_table(rows: list[dict]) -> Table:
+    t = Table(title=f"calibrations ({len(rows)})", header_style="bold")
+    cols = ("id", "station", "reference", "parameter", "period from", "period to", "n")
+    for col in (*cols, "slope", "humidity", "offset", "R²", "RMSE", "bias", "status"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        status = r["status"]
+        if r.get("problems"):
+            status += ": " + "; ".join(r["problems"])
+        t.add_row(
+            str(r["id"]),
+            r["station"],
+            r["reference"],
+            r["parameter"],
+            _when(r["period_start"]),
+            _when(r["period_end"]),
+            str(r["n"]),
+            _num(r["slope"]),
+            _num(r["humidity"]),
+            _num(r["offset"], 2),
+            _num(r["r2"]),
+            _num(r["rmse"], 2),
+            _num(r["bias"], 2),
+            status,
+        )
+    return t
+
+
+@app.command("calibrations")
+def calibrations(
+    station: Annotated[str | None, typer.Option(help="one station")] = None,
+    parameter: Annotated[str | None, typer.Option(help="one parameter, e.g. pm25")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fitted calibrations, newest first: period, n, coefficients, R², RMSE, bias, and
+    applied or withdrawn (with the problems that withdrew it)."""
+    url, key = api_target(config, url, api_key)
+    q = [f"limit={limit}"]
+    q += [f"station={station}"] if station else []
+    q += [f"parameter={parameter}"] if parameter else []
+    try:
+        rows = fetch(url, "/review/calibrations?" + "&".join(q), key)
+    except ApiError as e:
+        _fail(e)
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        Console().print(_calibrations_table(rows))
+
+
+@app.command("refit")
+def refit(
+    station: Annotated[str, typer.Argument(help="the micro station")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="parameter (repeat); default every calibrated one"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the server's answer")] = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fit the station's calibration afresh on the recent pairs with its reference and apply
+    it from now: the way back after a withdrawal, once a person has looked at the station."""
+    url, key = api_target(config, url, api_key)
+    body = {"parameters": param} if param else {}
+    try:
+        rows = send(url, f"/review/calibrations/{station}/refit", key, body, timeout=600)
+    except ApiError as e:
+        _fail(e)
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        Console().print(_calibrations_table(rows))

@@ -14,7 +14,9 @@ Each pass, for every co-location pair (a micro station and its reference: the re
   failing step on are deleted, and a `calibration_degraded` alert names the problems;
 - hours after the last full step are corrected provisionally with the applied calibration
   (deleted again if the step then fails);
-- a withdrawn calibration is never refitted by the worker: a person looks first
+- a withdrawn calibration is never refitted by the worker: a person looks first and asks
+  for a fresh fit (`Calibrator.refit`: POST /review/calibrations/{station}/refit, `envnet
+  review refit`), which the worker then walks forward like any applied calibration
   (docs/review.md).
 
 Corrected values go to InfluxDB's `air_corrected` (server/review/data.py) with `cal_id`.
@@ -23,6 +25,7 @@ Corrected values go to InfluxDB's `air_corrected` (server/review/data.py) with `
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -41,11 +44,12 @@ from envnet.domain.review.calibration import (
     quality,
 )
 from envnet.store import review
+from envnet.store.audit import record_audit
 from envnet.store.influx.corrected import corrected_lines, delete_corrected
 from envnet.store.state import SqliteStateStore
 from server.reports.service import Reports
 from server.review.alerting import AlertSink
-from server.review.data import Site, reviewed_means
+from server.review.data import Site, air_sites, reviewed_means
 
 log = logging.getLogger("envnet.review")
 DAY = 86400
@@ -79,6 +83,14 @@ def colocations(sites: dict[str, Site], settings: Settings) -> list[Colocation]:
     return out
 
 
+class RefitRefused(ValueError):
+    """A person's refit cannot be done (nothing stored); `status` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
@@ -108,6 +120,82 @@ class Calibrator:
                 except CalibrationError as e:  # degenerate data: nothing to apply yet
                     log.info("calibration %s/%s: %s", co.micro, param, e)
         return out
+
+    def refit(
+        self, station: str, parameters: list[str] | None, now: float, actor: str
+    ) -> list[review.Calibration]:
+        """A person's way back after a withdrawal (or after re-pairing): fit each parameter
+        afresh on the last `calibration_window_days` of pairs and store the fits `applied`,
+        all of them or none, with a `review.calibration.refit` audit row in the same
+        transaction. The worker walks them forward from now. Refused (RefitRefused, nothing
+        stored): a station that is not a registered air station (404), a parameter not
+        calibrated (400), no reference pair, too few pairs or a fit failing its limits (409)."""
+        sites = air_sites(self.store)
+        if station not in sites:
+            raise RefitRefused(404, f"{station} is not a registered air station")
+        known = list(self.r.calibration_parameters)
+        params = parameters or known
+        unknown = [p for p in params if p not in known]
+        if unknown:
+            raise RefitRefused(
+                400,
+                f"not calibrated: {', '.join(unknown)} (review.calibration_parameters: "
+                f"{', '.join(known)})",
+            )
+        co = next((c for c in colocations(sites, self.settings) if c.micro == station), None)
+        if co is None:
+            raise RefitRefused(
+                409,
+                f"{station} has no reference pair: it is a reference station itself, or has no"
+                " registry `reference` and no reference station within"
+                f" {self.r.colocation_max_m:g} m",
+            )
+        now_h = int(now) - int(now) % HOUR
+        period = (now_h - self.window_s, now_h)
+        fitted: list[tuple[str, Fit, Quality]] = []
+        problems: list[str] = []
+        for param in params:
+            pairs, _ = self._pairs(co, param, sites, *period)
+            try:
+                f = fit(pairs, self.limits.min_pairs)
+            except CalibrationError as e:
+                problems.append(f"{param}: {e} (pairs with {co.reference} since {_iso(period[0])})")
+                continue
+            q = quality(f, pairs, self.limits)
+            if q.ok:
+                fitted.append((param, f, q))
+            else:
+                problems.append(f"{param}: {'; '.join(q.problems)}")
+        if problems:
+            raise RefitRefused(409, f"nothing refitted for {station}: {' | '.join(problems)}")
+        with self.store.tx():
+            cals = [
+                review.save_calibration(
+                    self.store,
+                    station=station,
+                    reference=co.reference,
+                    parameter=param,
+                    period=period,
+                    fit=f,
+                    quality=q,
+                    actor=actor,
+                )
+                for param, f, q in fitted
+            ]
+            record_audit(
+                self.store,
+                actor=actor,
+                action="review.calibration.refit",
+                target=station,
+                detail={
+                    "reference": co.reference,
+                    "period": list(period),
+                    "calibrations": {c.parameter: c.id for c in cals},
+                },
+                at=time.time(),
+            )
+        log.info("calibrations of %s refitted by %s: %s", station, actor, [c.id for c in cals])
+        return cals
 
     def _pairs(
         self, co: Colocation, param: str, sites: dict[str, Site], a: int, b: int

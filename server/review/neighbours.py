@@ -66,7 +66,7 @@ class NeighbourCheck:
         self.alerts = alerts
 
     def run(self, sites: dict[str, Site], now: float) -> dict[str, int]:
-        out = {"checked": 0, "disagreements": 0, "inspection_drops": 0}
+        out = {"checked": 0, "disagreements": 0, "alerts_opened": 0, "inspection_drops": 0}
         end = int(now) - int(now) % HOUR
         start = end - self.r.neighbour_lookback_hours * HOUR
         cursor = int(self.store.get_kv(CURSOR_KEY) or 0)
@@ -114,7 +114,8 @@ class NeighbourCheck:
             obs = rules.neighbour_disagreement(
                 p, True, float(d.last_hour + HOUR), d.median_score, check.k, clause
             )
-            self.alerts.observe(sid, obs)
+            events = self.alerts.observe(sid, obs)
+            out["alerts_opened"] += sum(e.type == "alert.opened" for e in events)
             return
         v = hour_verdict(
             last, series[last], {n: s[last] for n, s in nb.items() if last in s}, check

@@ -16,6 +16,7 @@ from typing import Any
 from envnet.config import Settings
 from envnet.store.influx.reports import ReportQueryError
 from envnet.store.state import SqliteStateStore
+from server import metrics
 from server.reports.service import Reports
 from server.review.alerting import AlertSink
 from server.review.calibrate import Calibrator
@@ -51,6 +52,11 @@ class ReviewWorker:
             out["neighbours"] = self.neighbours.run(sites, now)
         self.passes += 1
         self.last = out
+        cal, nb = out["calibration"], out["neighbours"]
+        metrics.review_passes.inc()
+        metrics.review_calibrations_fitted.inc(cal["fitted"])
+        metrics.review_calibrations_withdrawn.inc(cal["withdrawn"])
+        metrics.review_neighbour_alerts.inc(nb["alerts_opened"])
         return out
 
     def start(self) -> None:
@@ -74,7 +80,9 @@ class ReviewWorker:
                 res = self.run_pass()
                 log.info("review pass: %s", res)
             except ReportQueryError as e:  # InfluxDB down or not configured: no traceback
+                metrics.review_pass_failures.inc()
                 log.warning("review pass skipped: %s; retrying at the next tick", e)
             except Exception:
+                metrics.review_pass_failures.inc()
                 log.exception("review pass failed; retrying at the next tick")
             self._stop.wait(max(0.0, self.tick_s - (time.monotonic() - t0)))

@@ -1,6 +1,6 @@
 """Data review (数据审核): POST/GET /review/invalidations, DELETE /review/invalidations/{id}
-(restore), POST /review/invalidations/{id}/recompute, GET /review/calibrations.
-docs/review.md.
+(restore), POST /review/invalidations/{id}/recompute, GET /review/calibrations,
+POST /review/calibrations/{station}/refit. docs/review.md.
 
 Every change needs an API key with the `reviewer` role (server.key_roles; the admin key
 has every role) and writes an audit row in the transaction of the change. After the change
@@ -32,7 +32,10 @@ from envnet.domain.review.invalidation import (
 from envnet.store import review
 from envnet.store.influx.reports import InfluxQL
 from envnet.store.state import SqliteStateStore
+from server import metrics
 from server.reports.service import Reports
+from server.review.alerting import AlertSink
+from server.review.calibrate import Calibrator, RefitRefused
 from server.review.recompute import Recomputer
 from server.routers.bounds import MAX_UNIX_S, MIN_UNIX_S, no_unknown_params
 from server.security import require_api_key, require_role
@@ -61,6 +64,12 @@ class InvalidationIn(BaseModel):
     )
     reason: Reason = Field(description="maintenance, calibration, local interference, ...")
     note: str = Field("", max_length=2000)
+
+
+class RefitIn(BaseModel):
+    parameters: list[str] | None = Field(
+        None, max_length=16, description="default: every parameter of review.calibration_parameters"
+    )
 
 
 def _ts(d: datetime) -> float:
@@ -173,5 +182,23 @@ def router(settings: Settings, state: SqliteStateStore) -> APIRouter:
         """Fitted calibrations (id, period, n, R², RMSE, bias, applied or withdrawn)."""
         rows = review.calibrations(state, station=station, parameter=parameter, limit=limit)
         return [c.to_dict() for c in rows]
+
+    @api.post("/calibrations/{station}/refit", status_code=201)
+    def refit(
+        station: Annotated[str, Path(pattern=contract.STATION_ID_RE.pattern)],
+        who: Reviewer,
+        body: RefitIn | None = None,
+    ) -> list[dict[str, Any]]:
+        """Fit the station's calibration afresh on the last calibration_window_days of pairs
+        with its reference and apply it from now (after a withdrawal: a person has looked).
+        All parameters or none; 409 with the reason when there is no reference pair, too few
+        pairs, or the fit fails its limits."""
+        calibrator = Calibrator(settings, state, reports, AlertSink(settings, state))
+        try:
+            cals = calibrator.refit(station, body.parameters if body else None, time.time(), who)
+        except RefitRefused as e:
+            raise HTTPException(e.status, str(e)) from None
+        metrics.review_calibrations_fitted.inc(len(cals))
+        return [c.to_dict() for c in cals]
 
     return api

@@ -1,5 +1,6 @@
 """The Station dashboard (envnet-station): one air station ($station), every contract parameter
-with its GB 3095 limits, QC flags, readings per hour and health."""
+with its GB 3095 limits, calibrated PM beside the raw, QC flags, readings per hour and
+health."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ from envnet.devkit.grafana.fields import (
     unit,
 )
 from envnet.devkit.grafana.health import health_panels
+from envnet.store.influx.corrected import CORRECTED
+
+CALIBRATED = ("pm25", "pm10")  # review.calibration_parameters' default (docs/review.md)
 
 
 def station(edition: str = DEFAULT_EDITION) -> db.Dashboard:
@@ -106,6 +110,26 @@ def station(edition: str = DEFAULT_EDITION) -> db.Dashboard:
                 .thresholds(air_limit_thresholds(p, edition))
             )
         d = d.with_panel(panel)
+
+    d = d.with_row(db.Row("校准 Calibrated PM"))
+    for p in CALIBRATED:
+        corrected = (
+            f'SELECT mean("value") FROM {ident(CORRECTED)} WHERE {st} AND "parameter" = \'{p}\''
+            " AND $timeFilter GROUP BY time(1h) fill(none)"
+        )
+        d = d.with_panel(
+            timeseries_panel(
+                f"{label(p)}: raw and corrected",
+                target(series("air", p, st, interval="1h"), alias="raw 原始"),
+                target(corrected, ref="B", alias="corrected 校准后"),
+                unit_id=unit("air", p),
+                desc=(
+                    "Hourly means: the raw readings, and the values corrected by the station's"
+                    " calibration against its reference station (air_corrected, written by the"
+                    " server's review worker; none while no calibration is applied)."
+                ),
+            ).span(12)
+        )
 
     d = d.with_row(db.Row("质控 QC flags"))
     d = d.with_panel(

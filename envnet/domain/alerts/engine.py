@@ -27,10 +27,10 @@ from functools import partial
 from typing import Any
 
 from envnet.core import contract
-from envnet.core.calendar import DAY, day_label, day_start_at
+from envnet.core.calendar import DAY, HOUR, day_label, day_start_at, hour_start
 from envnet.core.standards import gb3095, gb3838, hj633
 from envnet.core.standards.episodes import assess
-from envnet.domain.alerts import rules
+from envnet.domain.alerts import corrected, rules
 from envnet.domain.alerts.lifecycle import Lifecycle, acknowledge
 from envnet.domain.alerts.model import (
     NETWORK,
@@ -58,6 +58,7 @@ from envnet.domain.alerts.windows import (
 
 EPISODE_KEY = "episode"
 EPISODE_LOOKBACK_DAYS = 7  # red needs 4 days; a week of context is plenty
+_WINDOW_HOURS = {"1h": 1, "8h": 8, "24h": 24}
 
 
 @dataclass
@@ -89,8 +90,20 @@ def _settings(settings: Any) -> tuple[AlertSettings, str, hj633.RealtimePm]:
 
 
 class Evaluator:
-    def __init__(self, settings: Any = None, store: AlertStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Any = None,
+        store: AlertStore | None = None,
+        corrections: corrected.Corrections | None = None,
+    ) -> None:
         self.settings, self.edition, self.realtime_pm = _settings(settings)
+        # review.use_corrected: each air station's applied calibrations (envnet/domain/alerts/
+        # corrected.py); None evaluates raw values and says nothing about them.
+        self.corrections = corrections
+        review = getattr(settings, "review", None)
+        self.calibrated: tuple[str, ...] = tuple(
+            getattr(review, "calibration_parameters", None) or ("pm25", "pm10")
+        )
         gb3095.validity(self.edition)  # an unknown edition fails here, at start-up
         self.store: AlertStore = store if store is not None else InMemoryAlertStore()
         self.lifecycle = Lifecycle(self.store, self.settings, self.edition)
@@ -150,9 +163,28 @@ class Evaluator:
             )
             if flag not in EXCLUDED_FLAGS:
                 events += self._quality(st, param, value, ts, received_at)
-        events += self._on_closed(st, st.windows.add(values, flags, ts, received_at), received_at)
+        window_values = values
+        if self.corrections is not None and st.info.kind == "air":
+            window_values = self._corrected(st, values, flags, ts)
+        closed = st.windows.add(window_values, flags, ts, received_at)
+        events += self._on_closed(st, closed, received_at)
         st.dirty = True
         return events
+
+    def _corrected(
+        self, st: _Station, values: dict[str, float], flags: Mapping[str, str], ts: float
+    ) -> dict[str, float]:
+        """The reading's values with PM corrected by the station's applied calibrations; which
+        values each parameter used is recorded for its hour (alerts name them)."""
+        assert self.corrections is not None
+        out, used = corrected.correct_reading(
+            values, flags, self.corrections(st.info.id), self.calibrated
+        )
+        h = hour_start(ts)
+        through = st.windows.state().get("closed_through")
+        if used and (through is None or h > through):  # a late reading counts nowhere
+            corrected.record(st.rules, h, used)
+        return out
 
     def on_health(
         self,
@@ -348,6 +380,8 @@ class Evaluator:
     def _on_closed(self, st: _Station, closed: Closed, wall: float) -> list[AlertEvent]:
         events: list[AlertEvent] = []
         for hour in closed.hours:
+            if self.corrections is not None:
+                corrected.prune(st.rules, hour.start)
             self.data_now = max(self.data_now or 0.0, float(hour.end))
             if st.info.kind == "air":
                 events += self._air_hour(st, hour, wall)
@@ -374,8 +408,20 @@ class Evaluator:
         for p, value in means.items():
             obs = rules.air_limit(p, window, value, at, grade, self.edition)
             if obs is not None:
-                events += self._apply(st.info.id, replace(obs, span_s=span_s), wall, st)
+                obs = replace(obs, span_s=span_s)
+                if self.corrections is not None:
+                    hours = _WINDOW_HOURS.get(window, 1)
+                    obs = self._with_values(st, obs, (p,), at, hours)
+                events += self._apply(st.info.id, obs, wall, st)
         return events
+
+    def _with_values(
+        self, st: _Station, obs: Observation, params: tuple[str, ...], at: float, hours: int
+    ) -> Observation:
+        """The observation's clause saying which values (raw or corrected, by which
+        calibration) its window of `hours` ending at `at` used."""
+        said = corrected.note(st.rules, params, int(at) - HOUR, hours)
+        return replace(obs, clause=f"{obs.clause}; {said}" if obs.clause else said)
 
     def _air_hour(self, st: _Station, hour: HourMeans, wall: float) -> list[AlertEvent]:
         at = float(hour.end)
@@ -399,6 +445,9 @@ class Evaluator:
             self._record_aqi(st, result, at)
             obs = rules.aqi_category(result, at, self.settings.aqi_min_level)
             if obs is not None:
+                if self.corrections is not None:
+                    hours = 1 if result.pm_basis == "1h" else 24
+                    obs = self._with_values(st, obs, ("pm25", "pm10"), at, hours)
                 events += self._apply(st.info.id, obs, wall, st)
         return events
 

@@ -17,6 +17,9 @@ class ReviewSettings(BaseModel):
     # Reports and alerts use calibrated (corrected) values of calibrated micro stations
     # instead of raw ones; every report says which it used ("values": "corrected" | "raw").
     use_corrected: bool = False
+    # With use_corrected, the gateway's evaluator re-reads each station's applied
+    # calibrations this often: a withdrawn one stops being applied within this time.
+    calibration_refresh_s: float = Field(300.0, ge=1, le=86400)
     # Parameters calibrated against the reference stations (PM at least).
     calibration_parameters: list[str] = Field(default_factory=lambda: ["pm25", "pm10"])
     # Station classes that are references (national and city stations).
