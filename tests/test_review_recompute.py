@@ -52,6 +52,7 @@ from envnet.store import review
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.influx import delete as influx_delete
 from envnet.store.influx.aqi_history import hourly_aqi
+from envnet.store.influx.corrected import corrected_lines
 from envnet.store.influx.line_protocol import line
 from envnet.store.influx.reports import InfluxQL
 from envnet.store.state import SqliteStateStore
@@ -291,3 +292,21 @@ def test_figures_closed_after_an_invalidation_are_caught_up(parts, influxdb):
     assert catch_up.run(time.time())["changed"] == []
     later = time.time() + settings.review.catch_up_hours * 3600 + 60
     assert catch_up.run(later) == {"checked": 0, "changed": [], "failed": []}
+
+
+def test_use_corrected_recomputes_from_calibrated_pm(parts, influxdb):
+    """With `review.use_corrected` the recomputation reads the worker's corrected PM where
+    there is one, as the reports and the evaluator do. By hand: H's corrected PM10 100
+    (raw 160) -> IAQI 50 + (100-50)/(150-50) x (100-50) = 75, above SO2 4, NO2 10, CO 5,
+    O3 19, O3 8-h 30: AQI 75, primary PM10."""
+    settings, state, alerts, ev, db, _ = parts
+    _feed(state, ev, db, (("rc-a", "air", _air()),))
+    db.write(corrected_lines("rc-a", "ref-1", "pm10", 7, [(H, 160.0, 100.0)]))
+    on = settings.model_copy(
+        update={"review": settings.review.model_copy(update={"use_corrected": True})}
+    )
+    recompute = Recomputer(on, state, Reports(on, state, db))
+    inv = _invalidate(state, "rc-a", H, H + HOUR, ("pm25",))
+    recompute.run("rc-a", inv.hour_start, inv.hour_end)
+    (h,) = _reviewed(influxdb, "aqi", "rc-a", H + HOUR, "1h")
+    assert (h["review"], h["aqi"], h["primary"], h["c_pm10"]) == ("recomputed", 75, "pm10", 100.0)

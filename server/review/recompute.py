@@ -64,6 +64,7 @@ from envnet.domain.reports.daily import DailyIndex
 from envnet.domain.review.invalidation import days_touched
 from envnet.store import review
 from envnet.store.alerts import SqliteAlertStore
+from envnet.store.influx.corrected import use_corrected
 from envnet.store.influx.delete import delete_points
 from envnet.store.influx.line_protocol import line
 from envnet.store.influx.reports import InfluxQL, hourly_counts
@@ -233,7 +234,11 @@ class Recomputer:
         for p, hours in invalid.items():
             for h in hours:
                 mine.get(p, {}).pop(h, None)
-        return daily.hourly_means(mine, info.interval_s, self.reports.validity.min_minutes_1h)
+        means = daily.hourly_means(mine, info.interval_s, self.reports.validity.min_minutes_1h)
+        if kind == "air" and self.settings.review.use_corrected:
+            # the reports' and the evaluator's values: calibrated PM where the worker wrote it
+            use_corrected(self.db, {station: means}, list(invalid), start, end)
+        return means
 
     def _info(self, station: str) -> StationInfo:
         return StationInfo.from_meta(self.store.get_station_meta(station), {}, station)
