@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-APT_PACKAGES := mosquitto influxdb openssl chromium chromium-driver fonts-wqy-zenhei victoria-metrics
+APT_PACKAGES := mosquitto influxdb openssl chromium chromium-driver fonts-wqy-zenhei victoria-metrics postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system demo test lint fw-compile bench clean

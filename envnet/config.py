@@ -99,6 +99,21 @@ class InfluxSettings(_Section):
 class StoreSettings(_Section):
     # The state store (stations, health, alerts, outbox). SQLite here; see envnet/store/state.py.
     path: str = "var/envnet.db"
+    # Gateways on several machines share one state store on PostgreSQL instead
+    # ("postgresql://user@host/envnet"; docs/operations.md, Scale-out). Empty: SQLite at path.
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        if v and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"must start with postgresql:// (got {v.split('@')[-1]!r})")
+        return v
+
+    @property
+    def location(self) -> str:
+        """What the stores open: the PostgreSQL URL when set, else the SQLite file."""
+        return self.url or self.path
 
 
 class GatewaySettings(_Section):

@@ -67,6 +67,10 @@ class EvaluationQueue:
         ]
         if rows:
             with self.store.tx() as c:
+                # PostgreSQL: several gateways append at once; holding each partition's lock
+                # to the commit makes a partition's ids visible in id order, so an evaluator
+                # reading "id > cursor" skips none (SQLite: one writer anyway, a no-op).
+                self.store.db.order_lock("evaluation_queue", {r[0] for r in rows})
                 c.executemany(
                     "INSERT INTO evaluation_queue(part, sub, station, body, received_at)"
                     " VALUES (?,?,?,?,?)",

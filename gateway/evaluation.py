@@ -98,7 +98,7 @@ class EvaluationWorker:
         self.partition = partition
         # Its own connections: reading the queue never waits for the processor's lock.
         self.buffer = buffer or Buffer(settings.gateway.buffer_path)
-        self.state = SqliteStateStore(settings.store.path)
+        self.state = SqliteStateStore(settings.store.location)
         self.queue = EvaluationQueue(self.state, self.partitions)
         self.alerts = SqliteAlertStore(self.state)
         # review.use_corrected: PM corrected by the station's applied calibration before the
@@ -292,6 +292,17 @@ def _try_lock(path: Path):
     return f
 
 
+def _try_partition(settings: Settings, partition: int):
+    """The partition's lock, or None when another evaluator holds it: a file lock beside the
+    SQLite store; with the store on PostgreSQL (several machines) a session advisory lock on
+    a connection of its own, which PostgreSQL drops when the process dies."""
+    if settings.store.url:
+        from envnet.store.postgres import try_session_lock
+
+        return try_session_lock(settings.store.url, "eval-partition", partition)
+    return _try_lock(_lock_path(settings, partition))
+
+
 class PartitionWorkers:
     """The partitions this process evaluates: one claimed at start, more taken over when
     they stay without a worker (their gateway is gone); one worker thread each."""
@@ -319,7 +330,7 @@ class PartitionWorkers:
 
     def _claim_first_free(self) -> bool:
         for p in range(self.partitions):
-            lock = _try_lock(_lock_path(self.settings, p))
+            lock = _try_partition(self.settings, p)
             if lock is not None:
                 self._claim(p, lock)
                 return True
@@ -330,7 +341,7 @@ class PartitionWorkers:
         for p in range(self.partitions):
             if p in self.workers:
                 continue
-            lock = _try_lock(_lock_path(self.settings, p))
+            lock = _try_partition(self.settings, p)
             if lock is None:
                 self._free_since.pop(p, None)
                 continue

@@ -77,10 +77,10 @@ class LogProcessor:
         self.log.register_consumer(CONSUMER)
         self.uid = self.log.uid
         self.buffer = Buffer(g.buffer_path)
-        self.store = SqliteStateStore(settings.store.path)
+        self.store = SqliteStateStore(settings.store.location)
         # Registry lookups on a connection of their own: the state side's transaction (which
         # may wait for the evaluator's) never holds up decoding.
-        self.registry = SqliteStateStore(settings.store.path)
+        self.registry = SqliteStateStore(settings.store.location)
         self.queue = EvaluationQueue(self.store, g.eval_partitions)
         self.state_key = f"gateway:log:{self.uid}:cursor"
         self.cur_buffer = self.buffer.log_position(self.uid)

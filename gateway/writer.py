@@ -146,7 +146,7 @@ def writer_main(settings: Settings, parent: int, log_level: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: writer.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop
     watch_parent(parent, writer.stop)
-    store = SqliteStateStore(settings.store.path)
+    store = SqliteStateStore(settings.store.location)
     key = counters_key(settings.mqtt.client_id)
 
     def publish_counters() -> None:

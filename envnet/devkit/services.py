@@ -1,6 +1,7 @@
-"""Run the real Mosquitto and InfluxDB locally, on free ports, with data in a directory we own.
+"""Run the real Mosquitto, InfluxDB and PostgreSQL locally, on free ports, with data in a
+directory we own.
 
-Used by `make demo` (data under var/) and by the tests (data in temp dirs). Both servers are the
+Used by `make demo` (data under var/) and by the tests (data in temp dirs). The servers are the
 Debian packages; nothing here fakes them. Each service is a context manager and can be stopped
 and started again on the same port and data (the fault tests restart them).
 """
@@ -12,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -22,6 +24,12 @@ from pathlib import Path
 MOSQUITTO_BIN = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 INFLUXD_BIN = shutil.which("influxd") or "/usr/bin/influxd"
 VICTORIA_BIN = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+
+
+def _postgres_bin() -> Path:
+    """Debian's postgresql-<version> binaries (not on PATH): the newest installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: p.parts[-3])
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
 
 
 class ServiceError(RuntimeError):
@@ -440,6 +448,76 @@ class VictoriaMetrics(_Process):
         q = urllib.parse.urlencode({"match[]": match, "start": "0"})
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{q}", timeout=30) as r:
             return [json.loads(line) for line in r.read().splitlines() if line.strip()]
+
+
+class PostgreSQL(_Process):
+    """PostgreSQL (Debian's `postgresql`) on a unix socket only (no TCP), for the shared
+    state store of several gateways (store.url). Made for tests: trust authentication, no
+    fsync. Its data and socket are in a temp dir of its own (owned by the `postgres` user
+    when we are root, since PostgreSQL refuses to run as root), removed on exit; stop() and
+    start() keep them."""
+
+    name = "postgresql"
+
+    def __init__(self, workdir: Path, database: str = "envnet") -> None:
+        super().__init__(workdir)
+        self.port = free_port()  # no TCP: the socket's name carries it (.s.PGSQL.<port>)
+        self.database = database
+        self.bin = _postgres_bin()
+        self._as = "postgres" if os.geteuid() == 0 else None
+        self.root = Path(tempfile.mkdtemp(prefix="envnet-pg-"))  # short: a socket path
+        self.data = self.root / "data"
+        self.log_path = self.root / "postgresql.log"
+        self.role = self._as or os.environ.get("USER") or "postgres"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.role}@/{self.database}?host={self.root}&port={self.port}"
+
+    def _run(self, *argv: str | Path) -> None:
+        r = subprocess.run(
+            [str(a) for a in argv], user=self._as, capture_output=True, text=True, cwd=self.root
+        )
+        if r.returncode:
+            raise ServiceError(f"{Path(str(argv[0])).name}: {r.stderr.strip() or r.stdout}")
+
+    def start(self, timeout: float = 30.0) -> None:
+        if not (self.bin / "postgres").exists():
+            raise ServiceError("PostgreSQL is not installed (apt-get install postgresql)")
+        if self._as:
+            shutil.chown(self.root, self._as, self._as)
+        fresh = not self.data.exists()
+        if fresh:
+            self._run(
+                self.bin / "initdb", "-D", self.data, "-A", "trust", "-U", self.role,
+                "-E", "UTF8", "--locale=C", "--no-sync",
+            )  # fmt: skip
+        opts = (
+            f"-k {self.root} -p {self.port} -c listen_addresses='' -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            self.bin / "pg_ctl", "-D", self.data, "-l", self.log_path, "-o", opts,
+            "-w", "-t", str(int(timeout)), "start",
+        )  # fmt: skip
+        if fresh:
+            self._run(
+                self.bin / "createdb", "-h", self.root, "-p", str(self.port), "-U", self.role,
+                self.database,
+            )  # fmt: skip
+
+    @property
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Fast shutdown: open sessions are ended (their transactions rolled back)."""
+        if self.running:
+            self._run(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def component_env(

@@ -22,6 +22,11 @@ thread inside `transaction()` may call the store's other methods, which join it.
 
 Schema: `ensure(owner)` brings one owner's tables to the version the code knows
 (envnet/store/schema.py); stores call it when they open.
+
+PostgreSQL: `open_database(location)` gives this class for a file path and
+envnet/store/postgres.py's `PgDatabase` (the same interface) for a `postgresql://` URL
+(`store.url`: gateways on several machines sharing one state store). Code that must differ by
+engine asks `db.dialect`; `order_lock` and `has_table` are here so that it rarely has to.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from envnet.store.dialect import SQLITE
 from envnet.store.schema import Owner, migrate
 
 BUSY_TIMEOUT_S = 30
@@ -54,8 +60,25 @@ def connect(path: str | Path, synchronous: Synchronous = "NORMAL") -> sqlite3.Co
     return conn
 
 
+def is_url(location: str | Path) -> bool:
+    """A PostgreSQL URL (store.url) rather than a SQLite file path."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def open_database(location: str | Path, synchronous: Synchronous = "NORMAL") -> Any:
+    """The state store's database: a SQLite file, or a PostgreSQL server for a
+    `postgresql://` URL (psycopg is imported only then)."""
+    if is_url(location):
+        from envnet.store.postgres import PgDatabase
+
+        return PgDatabase(str(location))
+    return Database(location, synchronous)
+
+
 class Database:
     """One SQLite file and the one connection this process uses for it."""
+
+    dialect = SQLITE
 
     def __init__(self, path: str | Path, synchronous: Synchronous = "NORMAL") -> None:
         self.path = Path(path)
@@ -134,6 +157,15 @@ class Database:
         `rowcount` / `lastrowid` from the cursor; use query() for rows."""
         with self._lock:
             return self._conn.execute(sql, args)
+
+    def has_table(self, name: str) -> bool:
+        return bool(
+            self.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,))
+        )
+
+    def order_lock(self, name: str, keys: Any) -> None:
+        """Commit order (PgDatabase.order_lock): nothing to do, BEGIN IMMEDIATE already lets
+        one writer at a time commit."""
 
     def ensure(self, *owners: Owner) -> None:
         """Bring each owner's tables to its current version (envnet/store/schema.py). Cheap

@@ -46,7 +46,7 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 VERSIONS_TABLE = "schema_versions"
 VERSIONS_DDL = f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
@@ -77,11 +77,13 @@ class MigrationError(SchemaError):
     """A migration failed; its transaction was rolled back, the file keeps its old version."""
 
 
-class _Db(Protocol):  # what migrate() needs of envnet.store.database.Database
-    path: Path
+class _Db(Protocol):  # what migrate() needs of envnet.store.database.Database (or PgDatabase)
+    @property
+    def path(self) -> str | Path: ...
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
-    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]: ...
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    def query(self, sql: str, args: Any = ()) -> list[Any]: ...
+    def has_table(self, name: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -201,12 +203,10 @@ class Registry:
 def recorded_version(db: _Db, owner: Owner) -> int:
     """The owner's version in the file; 0 when none is recorded (a fresh file, or one made
     before versioning)."""
-    try:
-        rows = db.query(f"SELECT version FROM {VERSIONS_TABLE} WHERE owner=?", (owner.name,))
-    except sqlite3.OperationalError as e:
-        if f"no such table: {VERSIONS_TABLE}" in str(e):
-            return 0
-        raise
+    # Asked first rather than caught: in PostgreSQL a failed statement spoils the transaction.
+    if not db.has_table(VERSIONS_TABLE):
+        return 0
+    rows = db.query(f"SELECT version FROM {VERSIONS_TABLE} WHERE owner=?", (owner.name,))
     return int(rows[0][0]) if rows else 0
 
 
@@ -237,7 +237,7 @@ def migrate(db: _Db, owner: Owner) -> int:
             for stmt in statements(owner.migrations[version - 1]):
                 try:
                     conn.execute(stmt)
-                except sqlite3.Error as e:
+                except Exception as e:  # sqlite3.Error, or psycopg.Error on PostgreSQL
                     raise MigrationError(
                         f"{db.path}: migration {version} of {owner.name!r} ({owner.module})"
                         f" failed: {e}; nothing was changed, the file stays at version {found}."
@@ -255,12 +255,9 @@ def migrate(db: _Db, owner: Owner) -> int:
 
 def versions(db: _Db) -> dict[str, int]:
     """Every owner's recorded version in the file (for diagnostics and tests)."""
-    try:
-        return {r[0]: int(r[1]) for r in db.query(f"SELECT owner, version FROM {VERSIONS_TABLE}")}
-    except sqlite3.OperationalError as e:
-        if f"no such table: {VERSIONS_TABLE}" in str(e):
-            return {}
-        raise
+    if not db.has_table(VERSIONS_TABLE):
+        return {}
+    return {r[0]: int(r[1]) for r in db.query(f"SELECT owner, version FROM {VERSIONS_TABLE}")}
 
 
 # The state store's file (settings.store.path). Owners register themselves when their module

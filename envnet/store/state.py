@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from envnet.domain.alerts import summary_key
-from envnet.store.database import Database
+from envnet.store.database import is_url, open_database
 from envnet.store.schema import STATE_DB
 
 # Version 1: the schema as it was before versioning (never edit; append ALTERs as version 2...).
@@ -114,8 +114,9 @@ class SqliteStateStore:
     shared by the alert, OTA and audit stores opened on this store."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.db = Database(self.path)
+        """`path`: the SQLite file, or a `postgresql://` URL (settings.store.location)."""
+        self.path: str | Path = path if is_url(path) else Path(path)
+        self.db = open_database(self.path)
         self.db.ensure(STATE)
         self._with_indices: tuple[str, str] | None = None
 
@@ -196,21 +197,30 @@ class SqliteStateStore:
             )
         if not params:
             return
+        # In station order: two gateways' processors updating overlapping stations on
+        # PostgreSQL lock the rows in the same order (no deadlock between them).
+        params.sort(key=lambda p: p[0])
         # A replayed backlog may arrive after newer readings: "last" stays the newest by ts.
         # (In an UPDATE every right-hand side sees the old row, so the CASEs agree.)
-        newer = "(last_reading_ts IS NULL OR excluded.last_reading_ts >= last_reading_ts)"
+        # Columns of the stored row are qualified (station_state.x): PostgreSQL finds a bare
+        # name ambiguous beside excluded.x, SQLite takes either.
+        newer = (
+            "(station_state.last_reading_ts IS NULL"
+            " OR excluded.last_reading_ts >= station_state.last_reading_ts)"
+        )
+
+        def keep(col: str) -> str:
+            return f"{col}=CASE WHEN {newer} THEN excluded.{col} ELSE station_state.{col} END"
+
         with self.tx() as c:
             c.executemany(
                 "INSERT INTO station_state(id, kind, last_seen, readings_total, last_reading_ts,"
                 " last_seq, last_values, last_flags) VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(id) DO UPDATE SET kind=excluded.kind,"
-                " last_seen=max(coalesce(last_seen, 0), excluded.last_seen),"
-                " readings_total=readings_total + excluded.readings_total,"
-                f" last_seq=CASE WHEN {newer} THEN excluded.last_seq ELSE last_seq END,"
-                f" last_values=CASE WHEN {newer} THEN excluded.last_values ELSE last_values END,"
-                f" last_flags=CASE WHEN {newer} THEN excluded.last_flags ELSE last_flags END,"
-                f" last_reading_ts=CASE WHEN {newer} THEN excluded.last_reading_ts"
-                " ELSE last_reading_ts END",
+                " last_seen=max(coalesce(station_state.last_seen, 0), excluded.last_seen),"
+                " readings_total=station_state.readings_total + excluded.readings_total,"
+                f" {keep('last_seq')}, {keep('last_values')}, {keep('last_flags')},"
+                f" {keep('last_reading_ts')}",
                 params,
             )
 
@@ -220,11 +230,11 @@ class SqliteStateStore:
                 """INSERT INTO station_state(id, kind, last_seen, status, status_body, status_at)
                    VALUES (?,?,?,?,?,?)
                    ON CONFLICT(id) DO UPDATE SET status=excluded.status,
-                       kind=coalesce(excluded.kind, kind),
+                       kind=coalesce(excluded.kind, station_state.kind),
                        status_body=excluded.status_body, status_at=excluded.status_at,
                        last_seen=CASE WHEN excluded.status='online'
-                           THEN max(coalesce(last_seen, 0), excluded.last_seen)
-                           ELSE last_seen END""",
+                           THEN max(coalesce(station_state.last_seen, 0), excluded.last_seen)
+                           ELSE station_state.last_seen END""",
                 (station_id, body.get("kind"), at, state, json.dumps(body), at),
             )
 
@@ -234,7 +244,7 @@ class SqliteStateStore:
                 """INSERT INTO station_state(id, last_seen, health, health_at) VALUES (?,?,?,?)
                    ON CONFLICT(id) DO UPDATE SET health=excluded.health,
                        health_at=excluded.health_at,
-                       last_seen=max(coalesce(last_seen, 0), excluded.last_seen)""",
+                       last_seen=max(coalesce(station_state.last_seen, 0), excluded.last_seen)""",
                 (station_id, at, json.dumps(body), at),
             )
 
@@ -282,10 +292,7 @@ class SqliteStateStore:
     def _views(self) -> tuple[str, str]:
         """(registered, unregistered) station views, with the indices once eval_state exists."""
         if self._with_indices is None:
-            found = self.query(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='eval_state'"
-            )
-            if not found:
+            if not self.db.has_table("eval_state"):
                 return self._view_sql(self._NO_INDICES)  # ask again next time: it may appear
             self._with_indices = self._view_sql(self._INDICES)
         return self._with_indices
@@ -439,7 +446,7 @@ class SqliteStateStore:
 
     def get_station(self, station_id: str) -> dict[str, Any] | None:
         view, unreg = self._views()
-        rows = self.query(f"SELECT * FROM ({view} UNION ALL {unreg}) WHERE id=?", (station_id,))
+        rows = self.query(f"SELECT * FROM ({view} UNION ALL {unreg}) v WHERE id=?", (station_id,))
         return self._row(rows[0]) if rows else None
 
     # -- small shared values (gateway counters, episode level, ...) -------------------------

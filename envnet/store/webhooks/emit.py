@@ -32,6 +32,7 @@ from envnet.config import Settings
 from envnet.domain.webhooks.body import build_body, matches
 from envnet.domain.webhooks.catalogue import EVENT_TYPES, PING
 from envnet.domain.webhooks.events import Event
+from envnet.store.database import is_url
 from envnet.store.webhooks.outbox import Outbox, notify
 
 log = logging.getLogger("envnet.webhooks")
@@ -49,7 +50,7 @@ def public_base_url(settings: Settings) -> str:
 
 def outbox_for(store_path: str | Path) -> Outbox:
     """One Outbox (one SQLite connection) per store file per process."""
-    key = str(Path(store_path).resolve())
+    key = str(store_path) if is_url(store_path) else str(Path(store_path).resolve())
     with _lock:
         ob = _outboxes.get(key)
         if ob is None:
@@ -60,7 +61,7 @@ def outbox_for(store_path: str | Path) -> Outbox:
 def prepare(target: Settings | str | Path) -> None:
     """Create the outbox tables in the store file (idempotent). Call once at start-up before
     emitting inside your own transaction (`conn=`); emit() without one does it by itself."""
-    outbox_for(target.store.path if isinstance(target, Settings) else target)
+    outbox_for(target.store.location if isinstance(target, Settings) else target)
 
 
 def _base_url(target: Target, public_url: str | None) -> str:
@@ -98,7 +99,7 @@ def emit(
     if isinstance(target, Outbox):
         outbox = target
     else:
-        outbox = outbox_for(target.store.path if isinstance(target, Settings) else target)
+        outbox = outbox_for(target.store.location if isinstance(target, Settings) else target)
     with outbox.tx() as c:
         event_id, n = _insert(c, event, base, only_subscription)
     if n:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from envnet.domain.webhooks.policy import STATUSES, Outcome, RetryPolicy, Status, next_step
-from envnet.store.database import Database
+from envnet.store.database import is_url, open_database
 from envnet.store.schema import STATE_DB
 
 SCHEMA = """
@@ -117,7 +117,7 @@ _wakers_lock = threading.Lock()
 
 
 def _key(path: str | Path) -> str:
-    return str(Path(path).resolve())
+    return str(path) if is_url(path) else str(Path(path).resolve())
 
 
 def watch(path: str | Path, wake: Callable[[], None]) -> None:
@@ -160,9 +160,9 @@ class Outbox:
     """The outbox tables in the state store's SQLite file (one instance per process is plenty)."""
 
     def __init__(self, path: str | Path, base_url: str = "") -> None:
-        self.path = Path(path)
+        self.path: str | Path = path if is_url(path) else Path(path)  # or store.url
         self.base_url = base_url.rstrip("/")
-        self.db = Database(self.path)
+        self.db = open_database(self.path)
         self.db.ensure(WEBHOOKS)
 
     def close(self) -> None:
@@ -304,7 +304,7 @@ class Outbox:
         """When the earliest head becomes attemptable (its retry time, or its lease's end)."""
         rows = self._query(
             f"SELECT subscription_id, max(next_attempt_at, coalesce(lease_until, 0)) AS due "
-            f"FROM ({self._HEADS})"
+            f"FROM ({self._HEADS}) h2"
         )
         dues = [r["due"] for r in rows if r["subscription_id"] not in exclude]
         return min(dues) if dues else None
