@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from envnet.devkit.sim import SIM_BOARD_DIR, install_sim_board  # noqa: E402
-from envnet.tools.flash import device_sources  # noqa: E402
+from envnet.tools.flash import MPY_FLAGS, device_sources  # noqa: E402
 
 FW = ROOT / "firmware"
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
@@ -531,10 +531,10 @@ def flash_layout(station: Path) -> Path:
         if dest == "main.py":
             shutil.copyfile(src, station / dest)
         else:
-            compile_mpy(src, station / dest.replace(".py", ".mpy"))
+            compile_mpy(src, station / dest.replace(".py", ".mpy"), *MPY_FLAGS)
     sim = install_sim_board(station, FW)
     for p in sorted(sim.glob("*.py")):
-        compile_mpy(p, p.with_suffix(".mpy"))
+        compile_mpy(p, p.with_suffix(".mpy"), *MPY_FLAGS)
         p.unlink()
     return station
 
@@ -548,7 +548,7 @@ def run_memphases(
 ) -> subprocess.CompletedProcess:
     """mp_memphases.py in a flash_layout() station under `-X heapsize=heap`."""
     # Compiled too: parsing the driver from source would cost heap no station pays.
-    compile_mpy(MEMPHASES, Path(station) / "mp_memphases.mpy")
+    compile_mpy(MEMPHASES, Path(station) / "mp_memphases.mpy", *MPY_FLAGS)
     code = f"import sys\nsys.argv[1:] = {list(args)!r}\nimport mp_memphases\n"
     return subprocess.run(
         [MICROPYTHON, "-X", f"heapsize={heap}", "-c", code],
