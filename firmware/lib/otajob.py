@@ -1,7 +1,7 @@
 # The OTA download job (docs/ota.md), imported by the "ota" command only. It runs a
 # little per loop tick (the station keeps sampling and its MQTT session alive): fetch
 # manifest.json (streamed to flash, its HMAC-SHA256 computed over the chunks as they
-# arrive: the manifest is never whole in RAM) + manifest.sig, check the signature with
+# arrive: the manifest is never whole in RAM, nor parsed whole) + manifest.sig, check the signature with
 # the fleet key first, then stream every file into the staging slot (app/a or app/b, whichever is not
 # running) in 512-byte chunks, hashing as bytes arrive, re-hash everything from flash,
 # and switch the boot pointer ota.json atomically. ota.py confirms or rolls back later.
@@ -122,7 +122,8 @@ def _int(x):
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def check_manifest(m, ver, key_id):
+def _check_top(m, ver, key_id, nfiles):
+    # The manifest's own keys (all but the file entries), then the entries' count.
     if not isinstance(m, dict) or not _int(m.get("v")) or m["v"] != R.MANIFEST_V:
         raise Fail("bad manifest: unknown format")
     v = m.get("version")
@@ -132,18 +133,23 @@ def check_manifest(m, ver, key_id):
         raise Fail("bad manifest: version %s, expected %s" % (v, ver))
     if key_id and m.get("key_id") != key_id:
         raise Fail("bad manifest: key_id %s, expected %s" % (m.get("key_id"), key_id))
-    files = m.get("files")
-    if not isinstance(files, list) or not files or len(files) > R.MAX_FILES:
+    if nfiles is None or not nfiles or nfiles > R.MAX_FILES:
         raise Fail("bad manifest: files (a list of 1 to %d)" % R.MAX_FILES)
+
+
+def _check_files(f, at, buf):
+    # Every entry, one at a time from flash; seen holds the paths only while it runs.
     seen = {}
-    for f in files:
-        p = f.get("path") if isinstance(f, dict) else None
+    while True:
+        e, at = _entry(f, at, buf)
+        if e is None:
+            break
+        p, n, h = e
         if not _safe_path(p):
             raise Fail("bad manifest: unsafe file path %r" % (p,))
         if p in seen:
             raise Fail("bad manifest: duplicate file path %r" % (p,))
         seen[p] = 1
-        n, h = f.get("size"), f.get("sha256")
         if not _int(n) or n < 0:
             raise Fail("bad manifest: size of %s" % p)
         if (not isinstance(h, str) or len(h) != R.SHA256_LEN
@@ -154,20 +160,180 @@ def check_manifest(m, ver, key_id):
             raise Fail("bad manifest: no %s" % p)
 
 
+# --- the manifest, streamed: never parsed whole (json.load of 39 entries was about 12 KB
+# of small objects at the job's peak, docs/firmware.md "Memory"). A scan over the file
+# checks that it is one JSON object, parses its own keys with json.loads and leaves the
+# "files" array on flash: _entry() reads it back one entry at a time when the job needs it.
+class _Rd:
+    # Bytes of a file through the job's buffer; pos: offset of the next byte.
+    def __init__(self, f, buf, at=0):
+        f.seek(at)
+        self.f, self.b, self.n, self.i, self.pos = f, buf, 0, 0, at
+
+    def c(self):  # the next byte, -1 at the end
+        if self.i >= self.n:
+            self.n = self.f.readinto(self.b) or 0
+            self.i = 0
+            if not self.n:
+                return -1
+        self.i += 1
+        self.pos += 1
+        return self.b[self.i - 1]
+
+    def nows(self):  # the next byte that is not JSON whitespace
+        c = self.c()
+        while c in (32, 9, 10, 13):
+            c = self.c()
+        return c
+
+
+def _bad():
+    raise Fail("bad manifest: not JSON")
+
+
+def _span(rd, c, out):
+    # One JSON value whose first byte is c, copied to out; -> the first byte after it that
+    # is not whitespace. Only its extent is found here: json.loads(out) judges the syntax.
+    depth = 0
+    while True:
+        if c < 0:
+            _bad()
+        out.append(c)
+        if c == 34:  # a string, escapes and all
+            c = rd.c()
+            while c != 34:
+                if c < 0:
+                    _bad()
+                out.append(c)
+                if c == 92:
+                    c = rd.c()
+                    if c < 0:
+                        _bad()
+                    out.append(c)
+                c = rd.c()
+            out.append(c)
+        elif c in (123, 91):  # { [
+            depth += 1
+        elif c in (125, 93):  # } ]
+            depth -= 1
+        c = rd.c()
+        if depth <= 0 and (depth < 0 or c < 0 or c in (44, 58, 93, 125, 32, 9, 10, 13)):
+            if depth < 0:
+                _bad()
+            while c in (32, 9, 10, 13):
+                c = rd.c()
+            return c
+
+
+def _load(out):
+    try:
+        return json.loads(out)
+    except ValueError:
+        _bad()
+
+
+def _scan(f, buf):
+    # -> (the manifest without "files", offset of the files array's first entry or None,
+    # the number of entries or None when "files" is not an array).
+    rd = _Rd(f, buf)
+    c = rd.nows()
+    if c != 123:  # not an object: what json would make of it decides the reason
+        out = bytearray()
+        if _span(rd, c, out) != -1:
+            _bad()
+        return _load(out), None, None
+    m = {}
+    at = nfiles = None
+    c = rd.nows()
+    if c == 125:
+        c = -2
+    while c != -2:
+        out = bytearray()
+        if c != 34 or _span(rd, c, out) != 58:
+            _bad()
+        k = _load(out)
+        c = rd.nows()
+        if k == "files" and c == 91:
+            at, nfiles = rd.pos, 0
+            m.pop("files", None)
+            c = rd.nows()
+            if c != 93:
+                while True:
+                    out = bytearray()
+                    c = _span(rd, c, out)
+                    _load(out)
+                    nfiles += 1
+                    if c == 93:
+                        break
+                    if c != 44:
+                        _bad()
+                    c = rd.nows()
+            c = rd.nows()
+        else:
+            out = bytearray()
+            c = _span(rd, c, out)
+            m[k] = _load(out)
+            if k == "files":
+                at = nfiles = None
+        if c == 125:
+            if rd.nows() != -1:
+                _bad()
+            c = -2
+        elif c != 44:
+            _bad()
+        else:
+            c = rd.nows()
+    return m, at, nfiles
+
+
+def _entry(f, at, buf):
+    # The file entry at offset at of the manifest stream f -> ((path, size, sha256) (None
+    # for what it lacks or when it is not a dict), offset of the next one), or (None, at)
+    # after the last.
+    rd = _Rd(f, buf, at)
+    c = rd.nows()
+    if c == 93:
+        return None, at
+    out = bytearray()
+    c = _span(rd, c, out)
+    e = json.loads(out)
+    del out
+    at = rd.pos - 1 if c == 93 else rd.pos  # the next entry, or the array's end again
+    if not isinstance(e, dict):
+        return (None, None, None), at
+    return (e.get("path"), e.get("size"), e.get("sha256")), at
+
+
+def _each(path, at, buf):
+    # Every entry of the manifest file at path; the file is open only while one is read
+    # (the job yields to the station between entries).
+    while True:
+        with open(path, "rb") as f:
+            e, at = _entry(f, at, buf)
+        if e is None:
+            return
+        yield e
+
+
+def check_stream(f, size, buf, ver, key_id):
+    # The same checks in the same order as the server's parse_manifest (after the UTF-8
+    # check) -> (manifest without "files", offset of the entries).
+    if size > R.MAX_MANIFEST:
+        raise Fail("bad manifest: larger than %d bytes" % R.MAX_MANIFEST)
+    m, at, nfiles = _scan(f, buf)
+    _check_top(m, ver, key_id, nfiles)
+    _check_files(f, at, buf)
+    return m, at
+
+
 def load_manifest(path, size, buf, ver, key_id):
-    # parse_manifest() for a manifest on flash (the download job's): the same checks in
-    # the same order, read a chunk at a time into buf, no copy of the whole text.
+    # A manifest on flash (the download job's), read a chunk at a time into buf.
     if size > R.MAX_MANIFEST:
         raise Fail("bad manifest: larger than %d bytes" % R.MAX_MANIFEST)
     if not _utf8_file(path, buf):
         raise Fail("bad manifest: not JSON")
-    try:
-        with open(path) as f:
-            m = json.load(f)
-    except ValueError:
-        raise Fail("bad manifest: not JSON")
-    check_manifest(m, ver, key_id)
-    return m
+    with open(path, "rb") as f:
+        return check_stream(f, size, buf, ver, key_id)
 
 
 def _utf8_file(path, buf):
@@ -197,15 +363,16 @@ def _utf8_file(path, buf):
 
 
 def parse_manifest(raw, ver, key_id):
-    # manifest.json's bytes (signature already checked) -> the manifest.
+    # manifest.json's bytes (signature already checked) -> (manifest without "files",
+    # offset of the entries); the job's checks on bytes in RAM (the rule tests use it).
+    import io
     if len(raw) > R.MAX_MANIFEST:
         raise Fail("bad manifest: larger than %d bytes" % R.MAX_MANIFEST)
     try:
-        m = json.loads(raw.decode())  # decode(): refuses bytes that are not UTF-8
-    except (ValueError, UnicodeError):
+        raw.decode()  # refuses bytes that are not UTF-8
+    except UnicodeError:
         raise Fail("bad manifest: not JSON")
-    check_manifest(m, ver, key_id)
-    return m
+    return check_stream(io.BytesIO(raw), len(raw), bytearray(CHUNK), ver, key_id)
 
 
 def _open(url):
@@ -373,8 +540,7 @@ def _run(st, ver, base):
     if not hmac256.verify_hex(mac.hexdigest(), sig):
         raise Fail("bad signature")
     del sig, mac
-    m = load_manifest(MAN_TMP, size, buf, ver, (st.cfg.get("ota") or {}).get("key_id"))
-    files = [(f["path"], f["size"], f["sha256"]) for f in m["files"]]  # tuples: less heap
+    m, at = load_manifest(MAN_TMP, size, buf, ver, (st.cfg.get("ota") or {}).get("key_id"))
     deadline = m.get("confirm_deadline_s")
     del m
     gc.collect()
@@ -385,16 +551,18 @@ def _run(st, ver, base):
     _rmtree(d)  # what an earlier, unfinished or superseded update left there
     free, blk = st.board.flash_free()
     need = blk * 2
-    for f in files:
+    mbuf = bytearray(64)  # reads the manifest's entries; buf carries the downloads
+    for f in _each(MAN_TMP, at, mbuf):
         need += (f[1] + blk - 1) // blk * blk
     if need > free:
         raise Fail("no space: %d bytes needed, %d free" % (need, free))
     _mkdirs(d)
     # The slot's manifest now (the loader boots a slot only once the pointer names it).
-    os.rename(MAN_TMP, d + "/manifest.json")
+    man = d + "/manifest.json"
+    os.rename(MAN_TMP, man)
     mv = memoryview(buf)
     made = {}
-    for i, f in enumerate(files):
+    for i, f in enumerate(_each(man, at, mbuf)):
         path, size, sha = f
         if "/" in path:
             sub = d + "/" + path.rsplit("/", 1)[0]
@@ -423,7 +591,7 @@ def _run(st, ver, base):
             s.close()
         yield
     # What is on flash, not only what came over the wire.
-    for f in files:
+    for f in _each(man, at, mbuf):
         if _hash_file(d + "/" + f[0], buf) != f[2]:
             raise Fail("hash mismatch on %s after writing" % f[0])
         yield

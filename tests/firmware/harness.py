@@ -7,6 +7,8 @@ envnet/devkit/sim.py installs it); the firmware runs there exactly as `envnet si
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import queue
@@ -23,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from envnet.devkit.sim import SIM_BOARD_DIR, install_sim_board  # noqa: E402
-from envnet.tools.flash import device_sources  # noqa: E402
+from envnet.tools.flash import MPY_FLAGS, device_sources  # noqa: E402
 
 FW = ROOT / "firmware"
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
@@ -531,10 +533,10 @@ def flash_layout(station: Path) -> Path:
         if dest == "main.py":
             shutil.copyfile(src, station / dest)
         else:
-            compile_mpy(src, station / dest.replace(".py", ".mpy"))
+            compile_mpy(src, station / dest.replace(".py", ".mpy"), *MPY_FLAGS)
     sim = install_sim_board(station, FW)
     for p in sorted(sim.glob("*.py")):
-        compile_mpy(p, p.with_suffix(".mpy"))
+        compile_mpy(p, p.with_suffix(".mpy"), *MPY_FLAGS)
         p.unlink()
     return station
 
@@ -543,13 +545,56 @@ def flash_layout(station: Path) -> Path:
 FLASHED_PATH = f"{SIM_BOARD_DIR}:.:.frozen:lib"
 
 
+ROMFS_IMAGE = "fw.romfs"
+# The ROMFS variant (bench only): the image is read into one block at the bottom of the heap
+# (the unix port has no flash to map it from) and mounted; the driver prints the block's size
+# so that the bench can subtract it. Bytecode and constants then run in place, as they would
+# from a board's ROMFS partition or frozen into its firmware.
+_ROMFS_BOOT = (
+    "import gc, vfs\n"
+    "gc.collect()\n"
+    "_a = gc.mem_alloc()\n"
+    "with open({img!r}, 'rb') as f:\n"
+    "    _img = f.read()\n"
+    "vfs.mount(vfs.VfsRom(_img), '/rom')\n"
+    "sys.path[:0] = ['/rom/{sim}', '/rom', '/rom/lib']\n"
+    "gc.collect()\n"
+    "print('ROMFS %d' % (gc.mem_alloc() - _a))\n"
+)
+
+
+def romfs_image(station: Path) -> Path:
+    """A ROMFS image (mpremote's builder) of a flash_layout() station's compiled firmware:
+    board.mpy, lib/ and the simulated board."""
+    from mpremote.romfs import make_romfs
+
+    station = Path(station)
+    with tempfile.TemporaryDirectory() as t:
+        src = Path(t)
+        (src / "lib").mkdir()
+        (src / SIM_BOARD_DIR).mkdir()
+        shutil.copyfile(station / "board.mpy", src / "board.mpy")
+        for sub in ("lib", SIM_BOARD_DIR):
+            for p in (station / sub).glob("*.mpy"):
+                shutil.copyfile(p, src / sub / p.name)
+        with contextlib.redirect_stdout(io.StringIO()):  # its tree of the image
+            img = make_romfs(str(src), mpy_cross=False)
+    out = station / ROMFS_IMAGE
+    out.write_bytes(img)
+    return out
+
+
 def run_memphases(
-    station: Path, args: list[str], heap: str = "64k", timeout: float = 180
+    station: Path, args: list[str], heap: str = "64k", timeout: float = 180, romfs: bool = False
 ) -> subprocess.CompletedProcess:
-    """mp_memphases.py in a flash_layout() station under `-X heapsize=heap`."""
+    """mp_memphases.py in a flash_layout() station under `-X heapsize=heap`; with romfs, the
+    firmware imported from romfs_image() instead (its block in the heap printed as ROMFS n)."""
     # Compiled too: parsing the driver from source would cost heap no station pays.
-    compile_mpy(MEMPHASES, Path(station) / "mp_memphases.mpy")
-    code = f"import sys\nsys.argv[1:] = {list(args)!r}\nimport mp_memphases\n"
+    compile_mpy(MEMPHASES, Path(station) / "mp_memphases.mpy", *MPY_FLAGS)
+    code = f"import sys\nsys.argv[1:] = {list(args)!r}\n"
+    if romfs:
+        code += _ROMFS_BOOT.format(img=ROMFS_IMAGE, sim=SIM_BOARD_DIR)
+    code += "import mp_memphases\n"
     return subprocess.run(
         [MICROPYTHON, "-X", f"heapsize={heap}", "-c", code],
         cwd=station,
