@@ -46,6 +46,10 @@ class MqttSettings(_Section):
     keepalive: int = Field(30, ge=5, le=3600)
     # MQTT 5 shared-subscription group; empty means a plain subscription (one gateway).
     shared_group: str = ""
+    # MQTT 5 (shared_group set) only: how long the broker keeps a gateway's session, and the
+    # messages it has handed it but not had acknowledged, after its connection drops; the
+    # gateway resumes it (clean start off). MQTT 3.1.1 sessions (one gateway) never expire.
+    session_expiry_s: int = Field(7 * 86400, ge=0, le=0xFFFFFFFF)
     # mqtts:// only: the CA that signed the broker's certificate (empty: the system's CAs),
     # and a client certificate + key when the broker requires one (require_certificate).
     ca_file: str = ""

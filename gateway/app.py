@@ -26,6 +26,8 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from envnet.config import Settings
 from envnet.core import contract
@@ -238,7 +240,22 @@ class Gateway:
         # is durable either way, so a processor that is slow to start only delays this.
         if not self.processor.wait_ready(PROCESSOR_START_WAIT_S):
             log.warning("the log processor is not ready yet; receiving anyway")
-        self.client.connect_async(url.hostname or "127.0.0.1", port, self.settings.mqtt.keepalive)
+        m = self.settings.mqtt
+        if m.shared_group:
+            # MQTT 5: a session ends with its connection unless the client asks for an expiry
+            # and resumes it. Without both, the messages the broker had handed a killed
+            # gateway but not had acknowledged went with it (tests/test_faults_shared.py).
+            session = Properties(PacketTypes.CONNECT)
+            session.SessionExpiryInterval = m.session_expiry_s
+            self.client.connect_async(
+                url.hostname or "127.0.0.1",
+                port,
+                m.keepalive,
+                clean_start=False,
+                properties=session,
+            )
+        else:
+            self.client.connect_async(url.hostname or "127.0.0.1", port, m.keepalive)
         self.client.loop_start()
 
     def stop(self) -> None:
