@@ -8,6 +8,7 @@ Talks to the server's /review API with `--url`/`--api-key` (or the config's), li
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, NoReturn
 
@@ -29,6 +30,20 @@ REASONS = "maintenance | calibration | local interference | instrument fault | o
 def _fail(e: ApiError) -> NoReturn:
     typer.echo(f"envnet review: {e}", err=True)
     raise typer.Exit(1)
+
+
+def _show(
+    url: str, path: str, key: str, as_json: bool, table: Callable[[list[dict]], Table]
+) -> None:
+    """GET a list and print it: JSON for scripts, else a table."""
+    try:
+        rows = fetch(url, path, key)
+    except ApiError as e:
+        _fail(e)
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        Console().print(table(rows))
 
 
 def _when(ts: float | None) -> str:
@@ -108,14 +123,7 @@ def list_(
     q = [f"station={station}"] if station else []
     if active is not None:
         q.append(f"active={'true' if active else 'false'}")
-    try:
-        rows = fetch(url, "/review/invalidations" + ("?" + "&".join(q) if q else ""), key)
-    except ApiError as e:
-        _fail(e)
-    if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
-    else:
-        Console().print(_table(rows))
+    _show(url, "/review/invalidations" + ("?" + "&".join(q) if q else ""), key, as_json, _table)
 
 
 @app.command("restore")
@@ -182,14 +190,7 @@ def calibrations(
     q = [f"limit={limit}"]
     q += [f"station={station}"] if station else []
     q += [f"parameter={parameter}"] if parameter else []
-    try:
-        rows = fetch(url, "/review/calibrations?" + "&".join(q), key)
-    except ApiError as e:
-        _fail(e)
-    if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
-    else:
-        Console().print(_calibrations_table(rows))
+    _show(url, "/review/calibrations?" + "&".join(q), key, as_json, _calibrations_table)
 
 
 @app.command("refit")
