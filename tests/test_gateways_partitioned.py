@@ -158,6 +158,11 @@ def _outcome(store: Path, influxdb, database: str) -> dict:
                 "SELECT type, station, severity, body FROM webhook_events"
             ).fetchall()
         )
+    return {"alerts": alerts, "events": events, **influx_answer(influxdb, database)}
+
+
+def influx_answer(influxdb, database: str) -> dict:
+    """What the gateways computed into InfluxDB: AQI points, water classes, reading count."""
     influxdb.database, db_name = database, influxdb.database
     try:
         aqi = sorted(
@@ -170,7 +175,7 @@ def _outcome(store: Path, influxdb, database: str) -> dict:
         readings = influxdb.rows("SELECT count(seq) FROM air")[0]["count"]
     finally:
         influxdb.database = db_name
-    return {"alerts": alerts, "events": events, "aqi": aqi, "water": water, "air": readings}
+    return {"aqi": aqi, "water": water, "air": readings}
 
 
 def _data_time(t: float | None) -> float | None:

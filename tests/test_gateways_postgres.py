@@ -31,6 +31,7 @@ from test_gateways_partitioned import (
     _publish,
     _register,
     _t0,
+    influx_answer,
     recorded_input,
 )
 
@@ -99,19 +100,7 @@ def _outcome(location: str, influxdb, database: str) -> dict:
             location, "SELECT type, station, severity, body FROM webhook_events"
         )
     )
-    influxdb.database, db_name = database, influxdb.database
-    try:
-        aqi = sorted(
-            (r["station"], r["window"], r["time"], r["aqi"])
-            for r in influxdb.rows("SELECT aqi, station, window FROM aqi GROUP BY *")
-        )
-        water = sorted(
-            (r["time"], r["class_num"]) for r in influxdb.rows("SELECT class_num FROM water_class")
-        )
-        readings = influxdb.rows("SELECT count(seq) FROM air")[0]["count"]
-    finally:
-        influxdb.database = db_name
-    return {"alerts": alerts, "events": events, "aqi": aqi, "water": water, "air": readings}
+    return {"alerts": alerts, "events": events, **influx_answer(influxdb, database)}
 
 
 def _kill_children(p: Proc) -> int:
