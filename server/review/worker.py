@@ -48,15 +48,14 @@ class ReviewWorker:
         out: dict[str, Any] = {"catch_up": self.catch_up.run(now)}  # air and water stations
         sites = air_sites(self.store)
         if sites:  # else no air station registered: nothing to calibrate or compare
-            out["calibration"] = self.calibrator.run(sites, now)
-            out["neighbours"] = self.neighbours.run(sites, now)
+            cal = out["calibration"] = self.calibrator.run(sites, now)
+            nb = out["neighbours"] = self.neighbours.run(sites, now)
+            metrics.review_calibrations_fitted.inc(cal["fitted"])
+            metrics.review_calibrations_withdrawn.inc(cal["withdrawn"])
+            metrics.review_neighbour_alerts.inc(nb["alerts_opened"])
         self.passes += 1
         self.last = out
-        cal, nb = out["calibration"], out["neighbours"]
         metrics.review_passes.inc()
-        metrics.review_calibrations_fitted.inc(cal["fitted"])
-        metrics.review_calibrations_withdrawn.inc(cal["withdrawn"])
-        metrics.review_neighbour_alerts.inc(nb["alerts_opened"])
         return out
 
     def start(self) -> None:
