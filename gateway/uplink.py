@@ -15,6 +15,10 @@ docs/hj212.md.
 Reviewers' invalidations apply: a window closing after one flags the invalidated values, and
 hour and day data sent before one (or before a restore) are re-sent as corrections by
 gateway/uplink_corrections.py, run in the ingest thread.
+
+Counters (packets sent, acknowledged, retried, queue depth, corrections, ...;
+gateway/uplink_metrics.py) are published into the state store every PUBLISH_S seconds, for the
+server's /metrics to re-export with an `uplink` label.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from envnet.config import Settings, UplinkPlatform
 from envnet.core.calendar import CST, DAY, HOUR, day_start_at
@@ -46,8 +50,10 @@ from envnet.domain.hj212.codec import (
 from envnet.domain.hj212.review import reviewed
 from envnet.store.database import Database
 from envnet.store.schema import Registry
+from envnet.store.uplink_metrics import key as metrics_key
 from gateway import uplink_corrections
 from gateway.uplink_corrections import Corrections
+from gateway.uplink_metrics import UplinkMetrics
 
 log = logging.getLogger("envnet.uplink")
 
@@ -57,6 +63,7 @@ DAY_MIN_HOURS = 20  # GB 3095-2012: 20 valid hours for a daily value
 KEEP_SAMPLES_S = 2 * DAY
 KEEP_ACKED_S = 7 * DAY  # acknowledged packets stay inspectable this long
 NOT_EVALUATED = ("maint", "cal")
+PUBLISH_S = 5.0  # counters into the state store (the gateway's period too)
 
 # The outbox file (uplink.outbox_path) has its own schema registry, with one owner: this module.
 UPLINK_DB = Registry("uplink", "uplink.outbox_path")
@@ -166,6 +173,13 @@ def realtime_cp(kind: str, values: dict, flags: dict) -> dict[str, str]:
     return cp
 
 
+class Pending(NamedTuple):
+    id: int
+    cn: str
+    qn: str
+    packet: bytes
+
+
 class Outbox:
     """The durable state: samples, closed-window marks and the per-platform packet queue."""
 
@@ -174,13 +188,18 @@ class Outbox:
         self.db = Database(path, synchronous="FULL")
         self.db.ensure(UPLINK)
 
-    def next_pending(self, platform: str) -> tuple[int, str, bytes] | None:
+    def next_packet(self, platform: str) -> Pending | None:
+        """The platform's first packet not yet acknowledged (the sender's next)."""
         rows = self.db.query(
-            "SELECT id, qn, packet FROM outbox WHERE platform=? AND acked IS NULL "
+            "SELECT id, cn, qn, packet FROM outbox WHERE platform=? AND acked IS NULL "
             "ORDER BY id LIMIT 1",
             (platform,),
         )
-        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+        return Pending(*rows[0]) if rows else None
+
+    def next_pending(self, platform: str) -> tuple[int, str, bytes] | None:
+        p = self.next_packet(platform)
+        return (p.id, p.qn, p.packet) if p else None
 
     def mark_acked(self, row_id: int) -> None:
         self.db.execute("UPDATE outbox SET acked=? WHERE id=?", (time.time(), row_id))
@@ -209,6 +228,11 @@ class Uplink:
         self.corrections = Corrections(
             settings, self.outbox.db, self._platforms_for, self._queue, aggregate
         )
+        self.metrics = UplinkMetrics(
+            self.cfg.platforms, self.outbox.db, self.connected, lambda: self.corrections.counts
+        )
+        # per platform: the packet sent and not yet acknowledged (sent again: a retry)
+        self.unacked_sent: dict[str, int | None] = {p.name: None for p in self.cfg.platforms}
 
     # -- MQTT -----------------------------------------------------------------------------
     def _make_client(self):
@@ -253,6 +277,9 @@ class Uplink:
         t = threading.Thread(target=self._ingest_loop, name="uplink-ingest", daemon=True)
         t.start()
         self.threads.append(t)
+        t = threading.Thread(target=self._publish_loop, name="uplink-metrics", daemon=True)
+        t.start()
+        self.threads.append(t)
         self.client.connect_async(url.hostname, url.port or 1883, self.settings.mqtt.keepalive)
         self.client.loop_start()
 
@@ -265,7 +292,27 @@ class Uplink:
             self.client.loop_stop()
         for t in self.threads:
             t.join(5)
+        self.publish_metrics()  # the last counts, for a scrape after the stop
         self.corrections.close()
+
+    # -- counters into the state store ----------------------------------------------------
+    def publish_metrics(self) -> bool:
+        """This uplink's snapshot under `uplink:<client_id>:metrics`, where the server's
+        /metrics reads it; False when there is no state store (store.path not made yet)."""
+        try:
+            state = self.corrections.state()
+            if state is None:
+                return False
+            snap = {"at": time.time(), "metrics": self.metrics.snapshot()}
+            state.put_kv(metrics_key(self.cfg.client_id), snap)
+            return True
+        except Exception as e:  # a busy or broken store never stops the uplink
+            log.warning("could not publish the uplink's counters: %s", e)
+            return False
+
+    def _publish_loop(self) -> None:
+        while not self.stop_event.wait(PUBLISH_S):
+            self.publish_metrics()
 
     # -- ingest ---------------------------------------------------------------------------
     def _ingest_loop(self) -> None:
@@ -278,10 +325,12 @@ class Uplink:
                 msg = self.inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
+            self.metrics.messages_received.inc()
             try:
                 m = decode(msg.topic, msg.payload)
                 self.ingest(m.station, m.body, time.time())
             except Rejected as e:
+                self.metrics.messages_ignored.inc()
                 log.warning("ignored message on %s: %s", msg.topic, e)
             except Exception:
                 # Not acknowledged: the broker redelivers on the next session.
@@ -298,7 +347,7 @@ class Uplink:
         platforms = self._platforms_for(station)
         if not platforms:
             return 0
-        queued = 0
+        queued = stored = 0
         with self.outbox.db.transaction() as db:
             for r in sorted(readings, key=lambda r: r.ts):
                 cur = db.execute(
@@ -307,10 +356,12 @@ class Uplink:
                 )
                 if cur.rowcount == 0:
                     continue  # a replay already stored
+                stored += 1
                 cp = {"DataTime": data_time(datetime.fromtimestamp(r.ts, CST))}
                 cp.update(realtime_cp(r.kind, r.values, r.flags))
                 queued += self._queue(platforms, station, r.kind, "2011", cp)
             queued += self._close_windows(station, platforms)
+        self.metrics.readings_stored.inc(stored)  # committed
         if queued:
             for p in platforms:
                 self.wake[p.name].set()
@@ -404,6 +455,7 @@ class Uplink:
             try:
                 sock = socket.create_connection((p.host, p.port), timeout=5)
             except OSError as e:
+                self.metrics.connection_failures.labels(platform=p.name).inc()
                 log.warning("platform %s (%s:%d) unreachable: %s", p.name, p.host, p.port, e)
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, self.cfg.backoff_max_s)
@@ -414,6 +466,7 @@ class Uplink:
                 self._session(p, sock)
                 delay = 1.0
             except (OSError, TimeoutError) as e:
+                self.metrics.connection_failures.labels(platform=p.name).inc()
                 log.warning("platform %s connection lost: %s; reconnecting", p.name, e)
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, self.cfg.backoff_max_s)
@@ -425,15 +478,19 @@ class Uplink:
         reader = FrameReader()
         sock.settimeout(self.cfg.ack_timeout_s)  # a platform that stops reading is a fault
         while not self.stop_event.is_set():
-            item = self.outbox.next_pending(p.name)
+            item = self.outbox.next_packet(p.name)
             if item is None:
                 self.wake[p.name].clear()
                 self._read(p, sock, reader, 0.5)
                 continue
-            row_id, qn, packet = item
+            row_id, cn, qn, packet = item
+            if self.unacked_sent[p.name] == row_id:
+                self.metrics.retries.labels(platform=p.name).inc()
+            self.unacked_sent[p.name] = row_id
             sock.sendall(packet)
+            self.metrics.packets_sent.labels(platform=p.name, cn=cn).inc()
             if not p.ack:
-                self.outbox.mark_acked(row_id)
+                self._acked(p, row_id)
                 continue
             deadline = time.monotonic() + self.cfg.ack_timeout_s
             while True:
@@ -441,10 +498,15 @@ class Uplink:
                 if left <= 0:
                     raise TimeoutError(f"no 9014 for QN={qn} within {self.cfg.ack_timeout_s} s")
                 if qn in self._read(p, sock, reader, min(left, 0.5)):
-                    self.outbox.mark_acked(row_id)
+                    self._acked(p, row_id)
                     break
                 if self.stop_event.is_set():
                     return
+
+    def _acked(self, p: UplinkPlatform, row_id: int) -> None:
+        self.outbox.mark_acked(row_id)
+        self.unacked_sent[p.name] = None
+        self.metrics.packets_acked.labels(platform=p.name).inc()
 
     def _read(self, p: UplinkPlatform, sock, reader: FrameReader, wait_s: float) -> set[str]:
         """Read what the platform sent within wait_s; answer its requests; return acked QNs."""

@@ -30,6 +30,7 @@ correction that follows it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -82,20 +83,23 @@ class Corrections:
         self.aggregate = aggregate
         self.client_id = settings.uplink.client_id
         self._state: SqliteStateStore | None = None
+        self._state_lock = threading.Lock()  # the ingest and counter threads both open it
         self._influx: InfluxQL | None = None
         self.next_run = 0.0
         self.delay = CHECK_EVERY_S
-        # Counted since start: corrections done, packets queued for them (log and tests);
-        # the durable totals are in corrections_queued (`totals()`).
+        # Counted since start: corrections done, packets queued for them, failed passes (the
+        # uplink's counters, gateway/uplink_metrics.py); the durable totals are in
+        # corrections_queued (`totals()`).
         self.counts: Counter[str] = Counter()
 
     # -- the stores -------------------------------------------------------------------------
     def state(self) -> SqliteStateStore | None:
         """The state store, once the server has made it (an uplink without a server has no
         reviews to apply: it does not create the file)."""
-        if self._state is None and Path(self.settings.store.path).exists():
-            self._state = SqliteStateStore(self.settings.store.path)
-        return self._state
+        with self._state_lock:
+            if self._state is None and Path(self.settings.store.path).exists():
+                self._state = SqliteStateStore(self.settings.store.path)
+            return self._state
 
     def influx(self) -> InfluxQL:
         if self._influx is None:
@@ -137,6 +141,7 @@ class Corrections:
             self.delay = CHECK_EVERY_S
         except (ReportQueryError, OSError) as e:
             self.delay = min(max(self.delay * 2, CHECK_EVERY_S), RETRY_MAX_S)
+            self.counts["failures"] += 1
             log.warning("HJ 212 corrections not queued yet (retry in %.0f s): %s", self.delay, e)
             n = 0
         self.next_run = now + self.delay

@@ -10,7 +10,10 @@
   (`gateway:<client_id>:metrics`), re-exported with a `gateway="<client_id>"` label and the
   types and help texts of envnet/store/gateway_metrics.py: messages received, rejected by
   reason, readings stored, InfluxDB write latency (histogram), buffer backlog, ... plus
-  `envnet_gateway_metrics_age_seconds` telling how old each gateway's snapshot is.
+  `envnet_gateway_metrics_age_seconds` telling how old each gateway's snapshot is;
+- the same for each HJ 212 uplink (`uplink:<client_id>:metrics`, envnet/store/uplink_metrics.py):
+  packets sent, acknowledged and retried per platform, queue depth, corrections queued, ...
+  with an `uplink="<client_id>"` label, and `envnet_uplink_metrics_age_seconds`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -36,8 +40,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from envnet.domain.webhooks.policy import OUTCOMES
+from envnet.store import uplink_metrics
 from envnet.store.database import connect
 from envnet.store.gateway_metrics import FAMILIES as GATEWAY_FAMILIES
+from envnet.store.gateway_metrics import MetricFamily
 from envnet.store.influx.delete import refused as influx_delete_refused
 from envnet.store.webhooks import Outbox
 
@@ -98,6 +104,38 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created", "_info")
 
 
+@dataclass(frozen=True)
+class Publisher:
+    """A kind of process that publishes its samples into kv under `<prefix><id>:metrics`."""
+
+    prefix: str  # "gateway:"
+    label: str  # the label naming the publisher on every re-exported sample
+    families: dict[str, tuple[str, str]]  # name -> (type, help)
+    age: str  # the age gauge's name
+    age_help: str
+
+
+def _families(families: Iterable[MetricFamily]) -> dict[str, tuple[str, str]]:
+    return {f.name: (f.type, f.help) for f in families}
+
+
+GATEWAYS = Publisher(
+    "gateway:",
+    "gateway",
+    _families(GATEWAY_FAMILIES),
+    "envnet_gateway_metrics_age_seconds",
+    "Seconds since each gateway last published its counters to the state store",
+)
+UPLINKS = Publisher(
+    uplink_metrics.KEY_PREFIX,
+    "uplink",
+    _families(uplink_metrics.FAMILIES),
+    "envnet_uplink_metrics_age_seconds",
+    "Seconds since each HJ 212 uplink last published its counters to the state store",
+)
+_METRICS_SUFFIX = ":metrics"
+
+
 def parse_sample(key: str) -> tuple[str, dict[str, str]] | None:
     """'envnet_messages_rejected_total{reason="bad_json"}' -> (name, {"reason": "bad_json"})."""
     m = _SAMPLE.match(key)
@@ -117,8 +155,6 @@ class StoreCollector(Collector):
         self.outbox = outbox
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # scrapes may overlap; one connection, one at a time
-        # name -> (type, help) of the gateway's metric families
-        self._families = {f.name: (f.type, f.help) for f in GATEWAY_FAMILIES}
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -131,7 +167,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         out: list[Metric] = []
         with self._lock:
-            for part in (self._webhooks, self._alerts, self._gateways):
+            for part in (self._webhooks, self._alerts, self._gateways, self._uplinks):
                 try:
                     out.extend(part())
                 except Exception as e:  # a scrape never fails because one part could not be read
@@ -177,51 +213,58 @@ class StoreCollector(Collector):
         )
 
     def _gateways(self) -> Iterable[Metric]:
+        return self._published(GATEWAYS)
+
+    def _uplinks(self) -> Iterable[Metric]:
+        return self._published(UPLINKS)
+
+    def _published(self, pub: Publisher) -> list[Metric]:
+        """Every snapshot under `<prefix><id>:metrics`, labelled with its publisher's id."""
         rows = (
             self._db()
-            .execute("SELECT key, value FROM kv WHERE key LIKE 'gateway:%:metrics'")
+            .execute(
+                "SELECT key, value FROM kv WHERE key LIKE ?", (f"{pub.prefix}%{_METRICS_SUFFIX}",)
+            )
             .fetchall()
         )
         if not rows:
-            return
+            return []
         families: dict[str, Metric] = {}
-        age = GaugeMetricFamily(
-            "envnet_gateway_metrics_age_seconds",
-            "Seconds since each gateway last published its counters to the state store",
-            labels=["gateway"],
-        )
+        age = GaugeMetricFamily(pub.age, pub.age_help, labels=[pub.label])
         now = time.time()
         for r in rows:
-            gateway_id = r["key"][len("gateway:") : -len(":metrics")]
+            publisher_id = r["key"][len(pub.prefix) : -len(_METRICS_SUFFIX)]
             try:
                 snap = json.loads(r["value"])
                 samples = snap.get("metrics") or {}
                 at = float(snap.get("at") or 0)
             except (ValueError, AttributeError, TypeError):
                 continue
-            age.add_metric([gateway_id], max(0.0, now - at))
+            age.add_metric([publisher_id], max(0.0, now - at))
             for key, value in samples.items():
                 parsed = parse_sample(key)
                 if parsed is None or not isinstance(value, int | float):
                     continue
                 name, labels = parsed
-                family = self._family_of(name)
+                family = _family_of(name, pub.families)
                 metric = families.get(family)
                 if metric is None:
-                    mtype, doc = self._families.get(family, ("untyped", f"gateway metric {family}"))
+                    mtype, doc = pub.families.get(
+                        family, ("untyped", f"{pub.label} metric {family}")
+                    )
                     metric = families[family] = Metric(family, doc, mtype)
-                metric.add_sample(name, {"gateway": gateway_id, **labels}, float(value))
-        yield age
-        yield from families.values()
+                metric.add_sample(name, {pub.label: publisher_id, **labels}, float(value))
+        return [age, *families.values()]
 
-    def _family_of(self, sample_name: str) -> str:
-        if sample_name in self._families:
-            return sample_name
-        for suffix in _SUFFIXES:
-            base = sample_name.removesuffix(suffix)
-            if base != sample_name and base in self._families:
-                return base
+
+def _family_of(sample_name: str, families: dict[str, tuple[str, str]]) -> str:
+    if sample_name in families:
         return sample_name
+    for suffix in _SUFFIXES:
+        base = sample_name.removesuffix(suffix)
+        if base != sample_name and base in families:
+            return base
+    return sample_name
 
 
 class InfluxDeleteCollector(Collector):
@@ -260,5 +303,5 @@ def install(app: FastAPI, store_path: str, outbox: Outbox | None) -> None:
     )
     def prometheus_metrics() -> Response:
         """Prometheus text format: webhook deliveries, alerts, the review worker, and the
-        gateways' counters."""
+        gateways' and HJ 212 uplinks' counters."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from conftest import Proc, wait_until
 from mqtt_helpers import Publisher
+from prometheus_client.parser import text_string_to_metric_families
 
 from envnet.config import load_config
 from envnet.core.calendar import CST, DAY, HOUR, day_start_at
@@ -187,6 +188,23 @@ def test_invalidation_and_restore_resend_hour_and_day_data(
         assert (c1.invalidation_id, c1.action, c1.packets) == (inv["id"], "invalidate", 3)
         assert c1.done_at is not None
         assert "HJ 212 correction" in uplink.output()
+        # counted on the server's /metrics too (the uplink publishes every 5 s)
+        uplink_id = env["ENVNET_UPLINK_CLIENT_ID"]
+
+        def counted(name: str) -> float | None:
+            for f in text_string_to_metric_families(httpx.get(f"{server}/metrics").text):
+                for sample in f.samples:
+                    if sample.name == name and sample.labels == {"uplink": uplink_id}:
+                        return sample.value
+            return None
+
+        wait_until(
+            lambda: counted("envnet_uplink_correction_packets_queued_total") == 3,
+            20,
+            what="the correction's packets on /metrics",
+        )
+        assert counted("envnet_uplink_corrections_queued_total") == 1
+        assert counted("envnet_uplink_correction_failures_total") == 0
 
         # -- the uplink is killed; the restore happens while it is down ----------------------
         wait_until(lambda: unacked() == 0, 20, what="every packet acknowledged")

@@ -201,6 +201,16 @@ def test_unacknowledged_packets_are_resent(tmp_path: Path):
         wait_until(lambda: up.outbox.pending_count() == 0, 10, what="an empty outbox")
         sent = {p.cp["DataTime"] for p in platform.received("2011")}
         assert sent == {_cst(t0 + 60 * i) for i in range(3)}
+        # the counters (gateway/uplink_metrics.py): every resend a retry, each packet acked once
+        m = up.metrics.snapshot()
+        received = len(platform.received("2011"))
+        assert m['envnet_uplink_packets_sent_total{cn="2011",platform="p"}'] == received
+        assert m['envnet_uplink_retries_total{platform="p"}'] == received - 3 >= 1
+        assert m['envnet_uplink_packets_acked_total{platform="p"}'] == 3
+        assert m['envnet_uplink_connection_failures_total{platform="p"}'] >= 1
+        assert m['envnet_uplink_queue_depth{platform="p"}'] == 0
+        assert m["envnet_uplink_readings_stored_total"] == 3
+        assert not up.publish_metrics()  # no state store here (store.path not made): no publish
     finally:
         up.stop()
         platform.stop()

@@ -5,7 +5,8 @@ into the store's kv table under `gateway:<client_id>:metrics`; the server's /met
 (server/metrics.py) re-exports them with a `gateway` label. Both read the families from
 FAMILIES below, the one definition: the gateway builds its collectors from it, the server
 types the samples it re-exports and gives them their help texts (the two processes never
-import each other).
+import each other). The HJ 212 uplink publishes its own the same way with the same
+`MetricFamily` (envnet/store/uplink_metrics.py).
 """
 
 from __future__ import annotations
