@@ -48,6 +48,7 @@ from envnet.store.state import SqliteStateStore
 from gateway.buffer import Buffer, Point
 from gateway.children import die_with_parent
 from gateway.evalqueue import EvaluationQueue, partition_of
+from gateway.gctune import tune_gc
 
 log = logging.getLogger("envnet.gateway.alerts")
 
@@ -134,8 +135,8 @@ class EvaluationWorker:
         ev = self.evaluator
         if sub == "reading":
             out: list[AlertEvent] = []
-            for row in body:
-                out += ev.on_reading(meta, row, at, station=station)
+            for row in body:  # one message's rows, or a run of a station's (processor.py)
+                out += ev.on_reading(meta, row, row.get("received_at", at), station=station)
             return out
         if sub == "health":
             return ev.on_health(meta, body, at, station=station)
@@ -390,6 +391,7 @@ def _child_main(settings: Settings, parent: int, log_level: str) -> None:
                 workers.stop_event.set()
 
     threading.Thread(target=orphan_watch, daemon=True).start()
+    tune_gc()
     workers.run()
     workers.stop()  # each worker saves its state (flush) and lets its partition go
 
