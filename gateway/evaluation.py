@@ -189,7 +189,8 @@ class EvaluationWorker:
         self._store_indices()
 
     def step(self) -> int:
-        """Evaluate the next run of queued messages; returns how many there were."""
+        """Evaluate the next run of queued items; returns how many readings and other
+        messages they held (a reading item holds a run of a station's readings)."""
         rows = self.queue.read(self.partition, self._applied, RUN_MAX)
         if not rows:
             return 0
@@ -198,7 +199,7 @@ class EvaluationWorker:
         ]
         self._run_many(items)
         self._applied = rows[-1].id
-        return len(rows)
+        return sum(len(body) if sub == "reading" else 1 for sub, _, _, body, _ in items)
 
     def _tick(self, now: float) -> list[AlertEvent]:
         """The engine's tick; with several partitions the episode, which reads every
