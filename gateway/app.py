@@ -31,7 +31,6 @@ from envnet.config import Settings
 from envnet.core import contract
 from gateway import metrics
 from gateway.evaluation import make_evaluator
-from gateway.gctune import tune_gc
 from gateway.log import LogFullError, MessageLog, Received, log_path_for, station_of
 from gateway.processor import process_main
 from gateway.writer import writer_main
@@ -239,7 +238,6 @@ class Gateway:
         # is durable either way, so a processor that is slow to start only delays this.
         if not self.processor.wait_ready(PROCESSOR_START_WAIT_S):
             log.warning("the log processor is not ready yet; receiving anyway")
-        tune_gc()
         self.client.connect_async(url.hostname or "127.0.0.1", port, self.settings.mqtt.keepalive)
         self.client.loop_start()
 
