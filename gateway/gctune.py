@@ -6,7 +6,7 @@ CPython's default thresholds (700, 10, 10) those survivors are promoted and, eve
 thousand allocations, a full collection walks every live object again, including the tens of
 thousands that the imports (pydantic models, httpx, paho) left behind. Measured on the log
 processor draining the bench's 60,000 readings: 17 of its 40 µs per reading were collections
-(docs/performance.md).
+(docs/performance.md, "Per-reading CPU, third pass").
 
 None of that is cyclic garbage: the hot paths free what they allocate by reference counting.
 So: freeze what start-up built (it is never collected: it lives as long as the process) and
