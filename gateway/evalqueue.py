@@ -1,7 +1,8 @@
 """The evaluation queue, partitioned by station, in the state store every gateway shares.
 
 The log processor (gateway/processor.py) appends what the alert evaluator must see (reading
-rows, status and health bodies, in log order) in the same state-store transaction as the
+rows, one item per station and run of readings; status and health bodies; each station's in
+log order) in the same state-store transaction as the
 station-state updates and its own cursor. Each item carries its partition,
 `crc32(station) % gateway.eval_partitions`: every message of a station lands in one
 partition, and exactly one evaluator (gateway/evaluation.py) reads a partition at a time, in id

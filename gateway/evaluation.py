@@ -49,6 +49,7 @@ from gateway.buffer import Buffer, Point
 from gateway.calibrations import CalibrationCache
 from gateway.children import die_with_parent
 from gateway.evalqueue import EvaluationQueue, partition_of
+from gateway.gctune import tune_gc
 
 log = logging.getLogger("envnet.gateway.alerts")
 
@@ -143,8 +144,8 @@ class EvaluationWorker:
         ev = self.evaluator
         if sub == "reading":
             out: list[AlertEvent] = []
-            for row in body:
-                out += ev.on_reading(meta, row, at, station=station)
+            for row in body:  # one message's rows, or a run of a station's (processor.py)
+                out += ev.on_reading(meta, row, row.get("received_at", at), station=station)
             return out
         if sub == "health":
             return ev.on_health(meta, body, at, station=station)
@@ -197,7 +198,8 @@ class EvaluationWorker:
         self._store_indices()
 
     def step(self) -> int:
-        """Evaluate the next run of queued messages; returns how many there were."""
+        """Evaluate the next run of queued items; returns how many readings and other
+        messages they held (a reading item holds a run of a station's readings)."""
         rows = self.queue.read(self.partition, self._applied, RUN_MAX)
         if not rows:
             return 0
@@ -206,7 +208,7 @@ class EvaluationWorker:
         ]
         self._run_many(items)
         self._applied = rows[-1].id
-        return len(rows)
+        return sum(len(body) if sub == "reading" else 1 for sub, _, _, body, _ in items)
 
     def _tick(self, now: float) -> list[AlertEvent]:
         """The engine's tick; with several partitions the episode, which reads every
@@ -410,6 +412,7 @@ def _child_main(settings: Settings, parent: int, log_level: str) -> None:
                 workers.stop_event.set()
 
     threading.Thread(target=orphan_watch, daemon=True).start()
+    tune_gc()
     workers.run()
     workers.stop()  # each worker saves its state (flush) and lets its partition go
 

@@ -61,18 +61,16 @@ def _reading_series(kind: str, station: str, district: Any, river: Any, section:
     return series_key(kind, tags)
 
 
-_RANGES: dict[tuple[str, str], tuple[float, float] | None] = {}
+# Per (kind, parameter): the escaped field key with its "=", and the plausible range (None:
+# no limits known). Looked up once: the same few parameters recur in every reading.
+_FIELDS: dict[tuple[str, str], tuple[str, tuple[float, float] | None]] = {}
 
 
-def _plausible(kind: str, name: str, value: float) -> bool:
-    """contract.out_of_range, negated, with the (kind, parameter) limits looked up once."""
-    key = (kind, name)
-    try:
-        limits = _RANGES[key]
-    except KeyError:
-        spec = contract.param_spec(kind, name)
-        limits = _RANGES[key] = (spec["min"], spec["max"]) if spec is not None else None
-    return limits is None or limits[0] <= value <= limits[1]
+def _field_spec(kind: str, name: str) -> tuple[str, tuple[float, float] | None]:
+    spec = contract.param_spec(kind, name)
+    limits = (spec["min"], spec["max"]) if spec is not None else None
+    out = _FIELDS[(kind, name)] = (f"{_field_key(name)}=", limits)
+    return out
 
 
 def reading_point(
@@ -82,24 +80,28 @@ def reading_point(
 
     The hot path of ingest (one call per reading): the line is assembled here rather than by
     `line()` (same text: tests/test_ingest_line.py holds the two together), the series prefix
-    cached per station and metadata."""
+    cached per station and metadata, the field keys and ranges per (kind, parameter)."""
     values = r.values
     flags = dict(r.flags)
     out_of_range = 0
     kind = r.kind
+    parts = []
+    isfinite = math.isfinite
     for name, value in values.items():
-        if name not in flags and not _plausible(kind, name, value):
+        try:
+            key_eq, limits = _FIELDS[(kind, name)]
+        except KeyError:
+            key_eq, limits = _field_spec(kind, name)
+        if limits is not None and not limits[0] <= value <= limits[1] and name not in flags:
             # A station should have flagged it; the gateway does, so no alert trusts it.
             flags[name] = "range"
             out_of_range += 1
+        x = float(value)
+        if isfinite(x):  # the contract refuses NaN; the last guard, as in line()
+            parts.append(f"{key_eq}{x!r}")
     # A clock-unsynced station's ts is only an estimate: store our receive time instead.
     station_ts = float(r.ts)
     ts = received_at if flags.get("*") == "clock" else station_ts
-    parts = []
-    for k, v in values.items():
-        x = float(v)
-        if math.isfinite(x):  # the contract refuses NaN; the last guard, as in line()
-            parts.append(f"{_field_key(k)}={x!r}")
     parts.append(f"seq={r.seq}i")
     # Delivery latency (receive minus measure time), for the network's own assessment.
     parts.append(f"latency_s={round(received_at - station_ts, 3)!r}")

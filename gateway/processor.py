@@ -40,6 +40,7 @@ from gateway import metrics
 from gateway.buffer import Buffer, BufferFullError, DeadLetter, Point
 from gateway.children import die_with_parent, watch_parent
 from gateway.evalqueue import EvaluationQueue
+from gateway.gctune import tune_gc
 from gateway.ingest import Ingested, ReceiveStamps, ingest
 from gateway.log import Entry, MessageLog, log_path_for
 from gateway.writer import counters_key
@@ -177,28 +178,40 @@ class LogProcessor:
 
     def _commit_state(self, batch: list[Decoded]) -> None:
         by_station: dict[str, tuple[str, list[dict]]] = {}
-        evals: list[tuple[str, str, str, float]] = []
+        # One evaluation item per station and run of readings (not per message): the rows of
+        # a station's consecutive reading messages go into one body, in log order. A status
+        # or health message of that station ends its run, so the evaluator still sees each
+        # station's messages in the order they were logged (each row keeps its received_at).
+        evals: list[tuple[str, str, Any, float]] = []
+        runs: dict[str, list[dict]] = {}
         unregistered = 0
         with self.store.tx():
             for d in batch:
                 if d.msg is None or d.result is None:
                     continue
                 station, sub, at = d.msg.station, d.msg.sub, d.entry.received_at
-                if sub in EVALUATED:
-                    evals.append((sub, station, _dumps(d.evaluated).decode(), at))
                 if sub == "reading":
                     rows = d.result.readings
+                    run = runs.get(station)
+                    if run is None:
+                        run = runs[station] = []
+                        evals.append((sub, station, run, at))
+                    run.extend(rows)
                     by_station.setdefault(station, (rows[0]["kind"], []))[1].extend(rows)
                     if d.meta is None:
                         unregistered += len(rows)
-                elif sub == "status":
+                    continue
+                if sub in EVALUATED:
+                    runs.pop(station, None)
+                    evals.append((sub, station, d.evaluated, at))
+                if sub == "status":
                     self.store.record_status(station, d.msg.body.state, d.evaluated, at)
                 elif sub == "health":
                     self.store.record_health(station, d.evaluated, at)
                 elif sub in ("ota", "cmd/ack"):  # for the server's OTA rollout worker
                     self.store.record_ota_event(station, sub, d.evaluated, at)
             self.store.record_readings_many([(s, k, rows) for s, (k, rows) in by_station.items()])
-            self.queue.add(evals)
+            self.queue.add((sub, st, _dumps(body).decode(), at) for sub, st, body, at in evals)
             self.store.put_kv(self.state_key, batch[-1].entry.id)
         self.cur_state = batch[-1].entry.id
         metrics.readings_unregistered.inc(unregistered)
@@ -369,6 +382,7 @@ def process_main(settings: Settings, parent: int, log_level: str, ready: Any = N
     if evaluator:
         evaluator.start()
     threading.Thread(target=proc.publish_counters, name="counters", daemon=True).start()
+    tune_gc()
     try:
         proc.run()
     finally:

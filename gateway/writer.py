@@ -18,6 +18,7 @@ from envnet.store.state import SqliteStateStore
 from gateway import metrics
 from gateway.buffer import Buffer
 from gateway.children import die_with_parent, watch_parent
+from gateway.gctune import tune_gc
 
 log = logging.getLogger("envnet.gateway.writer")
 
@@ -157,4 +158,5 @@ def writer_main(settings: Settings, parent: int, log_level: str) -> None:
                 log.warning("could not publish the writer's counters: %s", e)
 
     threading.Thread(target=publish_counters, name="counters", daemon=True).start()
+    tune_gc()
     writer.run()  # in this thread, until stopped
