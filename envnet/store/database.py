@@ -27,6 +27,11 @@ PostgreSQL: `open_database(location)` gives this class for a file path and
 envnet/store/postgres.py's `PgDatabase` (the same interface) for a `postgresql://` URL
 (`store.url`: gateways on several machines sharing one state store). Code that must differ by
 engine asks `db.dialect`; `order_lock` and `has_table` are here so that it rarely has to.
+
+Errors: the stores catch sqlite3's exception classes; PgDatabase raises psycopg's errors as
+subclasses of them (a unique violation is a `sqlite3.IntegrityError`, a lost connection a
+`sqlite3.OperationalError`), so one `except` serves both engines. `IntegrityError` below is the
+name to catch a refused duplicate by.
 """
 
 from __future__ import annotations
@@ -37,11 +42,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from envnet.store.dialect import SQLITE
 from envnet.store.schema import Owner, migrate
 
 BUSY_TIMEOUT_S = 30
+# A write refused by a constraint (a duplicate key), on either engine: SQLite raises this class,
+# PgDatabase a subclass of it (envnet/store/postgres.py).
+IntegrityError = sqlite3.IntegrityError
 Synchronous = Literal["NORMAL", "FULL"]
 
 
@@ -63,6 +72,15 @@ def connect(path: str | Path, synchronous: Synchronous = "NORMAL") -> sqlite3.Co
 def is_url(location: str | Path) -> bool:
     """A PostgreSQL URL (store.url) rather than a SQLite file path."""
     return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def redacted(location: str | Path) -> str:
+    """The location for messages and logs: a PostgreSQL URL without its password."""
+    parts = urlsplit(str(location))
+    if not is_url(location) or parts.password is None:
+        return str(location)
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_database(location: str | Path, synchronous: Synchronous = "NORMAL") -> Any:
