@@ -23,8 +23,8 @@ from envnet.domain.alerts.rules import severity_rank
 from envnet.domain.cases import OPEN_STATES, DueSlip, due_slips
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.audit import record_audit
-from envnet.store.cases import CaseError, CaseStore, clock_of, slip_view
 from envnet.store.case_queries import count_of
+from envnet.store.cases import CaseError, CaseStore, clock_of, slip_view
 from envnet.store.cases_schema import ensure_schema
 from envnet.store.dialect import POSTGRESQL
 

@@ -42,7 +42,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from envnet.store.dialect import SQLITE
 from envnet.store.schema import Owner, migrate
@@ -72,15 +71,6 @@ def connect(path: str | Path, synchronous: Synchronous = "NORMAL") -> sqlite3.Co
 def is_url(location: str | Path) -> bool:
     """A PostgreSQL URL (store.url) rather than a SQLite file path."""
     return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
-
-
-def redacted(location: str | Path) -> str:
-    """The location for messages and logs: a PostgreSQL URL without its password."""
-    parts = urlsplit(str(location))
-    if not is_url(location) or parts.password is None:
-        return str(location)
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_database(location: str | Path, synchronous: Synchronous = "NORMAL") -> Any:

@@ -29,9 +29,9 @@ What it rewrites (outside string literals, comments and quoted names):
   integrity error as SQLite's RAISE(ABORT) is. Any other trigger is refused.
 
 What it refuses, with a message naming the construct (`UnportableSqlError`): other triggers,
-`INSERT OR REPLACE` (it needs a conflict target: write `ON CONFLICT(...) DO UPDATE`), `sqlite_master`
-(use `Database.has_table`), `last_insert_rowid()` (use `RETURNING id`, which both run), and
-SQLite-only functions that have no one-to-one translation (`printf`, `json_extract`,
+`INSERT OR REPLACE` (it needs a conflict target: write `ON CONFLICT(...) DO UPDATE`),
+`sqlite_master` (use `Database.has_table`), `last_insert_rowid()` (use `RETURNING id`, which
+both run), and SQLite-only functions that have no one-to-one translation (`printf`, `json_extract`,
 `json_quote`, `strftime`, `julianday`, `group_concat`). Code that needs those branches on
 `Database.dialect` (envnet/store/state.py's station views do).
 """
@@ -40,9 +40,20 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
+
+
+def redacted(location: str | Path) -> str:
+    """The location for messages and logs: a PostgreSQL URL without its password."""
+    parts = urlsplit(str(location))
+    if parts.scheme not in ("postgresql", "postgres") or parts.password is None:
+        return str(location)
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class UnportableSqlError(ValueError):

@@ -51,8 +51,7 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Loader
 
-from envnet.store.database import redacted
-from envnet.store.dialect import POSTGRESQL, to_postgres
+from envnet.store.dialect import POSTGRESQL, redacted, to_postgres
 from envnet.store.schema import Owner, migrate
 
 log = logging.getLogger(__name__)
@@ -376,6 +375,19 @@ class SessionLock:
 
     def close(self) -> None:
         self._conn.close()  # the session ends: PostgreSQL releases its advisory locks
+
+    def held(self) -> bool:
+        """Still held: its session is alive. A database restart ends every session, and its
+        locks with it, so an evaluator must stop when this turns False (it is not reconnected:
+        another process may have taken the lock by then)."""
+        if self._conn.closed:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            self._conn.close()
+            return False
+        return True
 
     def __enter__(self) -> SessionLock:
         return self

@@ -22,7 +22,7 @@ import typer
 
 from envnet.domain import station_actions
 from envnet.store import audit
-from envnet.store.database import redacted
+from envnet.store.dialect import redacted
 
 BAUD = 115200
 REBOOT_MARKS = (b"rst:", b"ets ", b"boot:", b"MicroPython v", b"rebooting")
