@@ -313,6 +313,7 @@ class PartitionWorkers:
         self.settings = settings
         self.partitions = settings.gateway.eval_partitions
         self.workers: dict[int, EvaluationWorker] = {}
+        self.locks: dict[int, Any] = {}
         self.stop_event = threading.Event()
         self._free_since: dict[int, float] = {}
         self._threads: list[threading.Thread] = []
@@ -320,6 +321,7 @@ class PartitionWorkers:
     def _claim(self, partition: int, lock) -> None:
         worker = EvaluationWorker(self.settings, partition=partition)
         self.workers[partition] = worker
+        self.locks[partition] = lock
 
         def run() -> None:
             with lock:  # held by this process until the worker stops
@@ -363,7 +365,22 @@ class PartitionWorkers:
             if self.workers:
                 break
         while not self.stop_event.wait(1.0):
-            self._look_for_orphans()
+            try:
+                self._drop_lost()
+                self._look_for_orphans()
+            except Exception as e:  # the database unreachable (restarting): look again later
+                log.warning("looking for free partitions failed: %s", e)
+
+    def _drop_lost(self) -> None:
+        """Stop the workers whose partition lock is gone (PostgreSQL restarted: its sessions
+        and their advisory locks ended); the partitions are then claimed again like any free
+        one, by this process or another, so that a partition never has two evaluators."""
+        for p, lock in list(self.locks.items()):
+            if getattr(lock, "held", None) is None or lock.held():
+                continue  # a file lock (SQLite) is held for as long as the file is open
+            log.warning("partition %d: its lock was lost (database restart?); stopping", p)
+            del self.locks[p]
+            self.workers.pop(p).stop()
 
     def notify(self) -> None:
         for w in self.workers.values():

@@ -298,7 +298,8 @@ class Uplink:
     # -- counters into the state store ----------------------------------------------------
     def publish_metrics(self) -> bool:
         """This uplink's snapshot under `uplink:<client_id>:metrics`, where the server's
-        /metrics reads it; False when there is no state store (store.path not made yet)."""
+        /metrics reads it; False when there is no state store (store.path not made yet; with
+        store.url always there)."""
         try:
             state = self.corrections.state()
             if state is None:

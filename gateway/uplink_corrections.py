@@ -96,9 +96,10 @@ class Corrections:
     def state(self) -> SqliteStateStore | None:
         """The state store, once the server has made it (an uplink without a server has no
         reviews to apply: it does not create the file)."""
+        store = self.settings.store
         with self._state_lock:
-            if self._state is None and Path(self.settings.store.path).exists():
-                self._state = SqliteStateStore(self.settings.store.path)
+            if self._state is None and (store.url or Path(store.path).exists()):
+                self._state = SqliteStateStore(store.location)  # a file, or PostgreSQL's URL
             return self._state
 
     def influx(self) -> InfluxQL:

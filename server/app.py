@@ -102,7 +102,7 @@ def view(station: dict, now: float) -> StationView:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    store = SqliteStateStore(settings.store.path)
+    store = SqliteStateStore(settings.store.location)
     alert_store = SqliteAlertStore(store)
     app = FastAPI(
         title="envnet",

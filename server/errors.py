@@ -109,6 +109,14 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": "1"},
         )
+    if isinstance(exc, sqlite3.OperationalError) and hasattr(exc, "sqlstate"):
+        # PostgreSQL (envnet/store/postgres.py) lost or refusing: restarting, failing over
+        log.warning("%s %s: state store unreachable: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            error_body(503, "the state store is unreachable; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
     # The traceback goes to the server log (uvicorn prints it); the client gets one line.
     log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
     return JSONResponse(error_body(500, "internal error; the server log has the details"), 500)

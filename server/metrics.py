@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector
 
 from envnet.domain.webhooks.policy import OUTCOMES
 from envnet.store import uplink_metrics
-from envnet.store.database import connect
+from envnet.store.database import open_database
 from envnet.store.gateway_metrics import FAMILIES as GATEWAY_FAMILIES
 from envnet.store.gateway_metrics import MetricFamily
 from envnet.store.influx.delete import refused as influx_delete_refused
@@ -150,16 +150,17 @@ def parse_sample(key: str) -> tuple[str, dict[str, str]] | None:
 class StoreCollector(Collector):
     """Reads the state store at each scrape."""
 
-    def __init__(self, store_path: str, outbox: Outbox | None) -> None:
-        self.store_path = store_path
+    def __init__(self, store_location: str, outbox: Outbox | None) -> None:
+        self.store_location = store_location  # settings.store.location: a file or a URL
         self.outbox = outbox
-        self._conn: sqlite3.Connection | None = None
+        self._database: Any = None  # Database or PgDatabase, opened at the first scrape
         self._lock = threading.Lock()  # scrapes may overlap; one connection, one at a time
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect(self.store_path)  # read-only use: a bare connection
-        return self._conn
+    def _db(self) -> Any:
+        # Read-only use: its own connection (no schema of its own to ensure).
+        if self._database is None:
+            self._database = open_database(self.store_location)
+        return self._database
 
     def describe(self) -> list[Metric]:
         return []  # names vary with what the store holds; nothing to check up front
@@ -194,11 +195,10 @@ class StoreCollector(Collector):
 
     def _alerts(self) -> Iterable[Metric]:
         db = self._db()
-        cols = {r["name"] for r in db.execute("PRAGMA table_info(alerts)").fetchall()}
-        if "state" not in cols:
+        if not db.has_table("alerts"):
             return  # the alert engine has not created its table (yet)
         counts = dict.fromkeys(("open", "acknowledged"), 0)
-        for r in db.execute("SELECT state, COUNT(*) AS n FROM alerts GROUP BY state"):
+        for r in db.query("SELECT state, COUNT(*) AS n FROM alerts GROUP BY state"):
             counts[str(r["state"])] = r["n"]
         g = GaugeMetricFamily(
             "envnet_alerts", "Alerts in the state store, by state", labels=["state"]
@@ -220,12 +220,8 @@ class StoreCollector(Collector):
 
     def _published(self, pub: Publisher) -> list[Metric]:
         """Every snapshot under `<prefix><id>:metrics`, labelled with its publisher's id."""
-        rows = (
-            self._db()
-            .execute(
-                "SELECT key, value FROM kv WHERE key LIKE ?", (f"{pub.prefix}%{_METRICS_SUFFIX}",)
-            )
-            .fetchall()
+        rows = self._db().query(
+            "SELECT key, value FROM kv WHERE key LIKE ?", (f"{pub.prefix}%{_METRICS_SUFFIX}",)
         )
         if not rows:
             return []
@@ -280,19 +276,19 @@ class InfluxDeleteCollector(Collector):
         )
 
 
-def build_registry(store_path: str, outbox: Outbox | None) -> CollectorRegistry:
+def build_registry(store_location: str, outbox: Outbox | None) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(webhook_attempts)
     registry.register(webhook_attempt_seconds)
     registry.register(InfluxDeleteCollector())
     for counter in REVIEW_COUNTERS:
         registry.register(counter)
-    registry.register(StoreCollector(store_path, outbox))
+    registry.register(StoreCollector(store_location, outbox))
     return registry
 
 
-def install(app: FastAPI, store_path: str, outbox: Outbox | None) -> None:
-    registry = build_registry(store_path, outbox)
+def install(app: FastAPI, store_location: str, outbox: Outbox | None) -> None:
+    registry = build_registry(store_location, outbox)
     app.state.metrics_registry = registry
 
     @app.get(

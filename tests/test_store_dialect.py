@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from envnet.store.dialect import UnportableSqlError, to_postgres
+from envnet.store.dialect import UnportableSqlError, redacted, to_postgres
 
 
 def test_placeholders_and_literal_percent_signs():
@@ -63,3 +63,27 @@ def test_literals_and_comments_are_left_alone():
 def test_what_has_no_translation_is_refused_by_name(sql):
     with pytest.raises(UnportableSqlError):
         to_postgres(sql)
+
+
+def test_the_append_only_guard_trigger_and_no_other():
+    sql = (
+        "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit\n"
+        "    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only; 100%'); END;"
+    )
+    assert to_postgres(sql, False) == (
+        "CREATE OR REPLACE FUNCTION audit_no_delete_guard() RETURNS trigger LANGUAGE plpgsql AS"
+        " $envnet$BEGIN RAISE EXCEPTION 'the audit trail is append-only; 100%%'"
+        " USING ERRCODE = 'restrict_violation'; END$envnet$; CREATE OR REPLACE TRIGGER"
+        " audit_no_delete BEFORE DELETE ON audit FOR EACH ROW EXECUTE FUNCTION"
+        " audit_no_delete_guard()"
+    )
+    with pytest.raises(UnportableSqlError, match="CREATE TRIGGER"):
+        to_postgres("CREATE TRIGGER t AFTER INSERT ON x BEGIN UPDATE y SET n=n+1; END", False)
+
+
+def test_a_url_is_shown_without_its_password():
+    assert redacted("postgresql://envnet:s3cret@db/envnet?sslmode=require") == (
+        "postgresql://envnet:***@db/envnet?sslmode=require"
+    )
+    assert redacted("postgresql://envnet@db/envnet") == "postgresql://envnet@db/envnet"
+    assert redacted("/var/lib/envnet/envnet.db") == "/var/lib/envnet/envnet.db"

@@ -71,7 +71,7 @@ def provision_command(
             board,
             out,
             settings.mqtt.url,
-            Path(settings.store.path),
+            settings.store.location,
             passwd_file or out / "mosquitto.passwd",
             acl_file or out / "mosquitto.acl",
             {
@@ -116,10 +116,10 @@ def console_command(
     """Station serial console: interactive, or one command (status, readings, config, log...).
 
     Changes (config set, calibrate, maint on|off, reboot) are recorded in the audit trail of
-    the state store (store.path) as --user."""
+    the state store (store.path or store.url) as --user."""
     to = None
     if not words or station_actions.command_request(words) is not None:  # reads need no state store
-        to = console.AuditTo(Path(load_settings(config).store.path), user or audit.os_user())
+        to = console.AuditTo(load_settings(config).store.location, user or audit.os_user())
     try:
         if not words:
             console.interactive(port, audit_to=to)

@@ -36,7 +36,7 @@ def _run(config: Path | None, make: Callable[[Any], dict[str, Any]]) -> tuple[An
     from server.reports.service import ReportRangeError, Reports
 
     settings = load_settings(config)
-    reports = Reports(settings, SqliteStateStore(settings.store.path))
+    reports = Reports(settings, SqliteStateStore(settings.store.location))
     try:
         return reports, make(reports)
     except (ReportRangeError, ReportQueryError) as e:

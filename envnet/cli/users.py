@@ -1,9 +1,10 @@
 """`envnet users add|list|disable`: the console's users (docs/pages.md).
 
-Runs where the state store is (it opens `store.path` from the config, like `envnet raw` opens
-the gateway's buffer). Every change is an audit row with the operating-system user as actor.
-The password is asked for twice on the terminal, or read from standard input with
-`--password-stdin` (one line) for scripts; it is never a command-line argument.
+Runs where the state store is reachable (it opens `store.path`, or `store.url`, from the config,
+like `envnet raw` opens the gateway's buffer). Every change is an audit row with the
+operating-system user as actor. The password is asked for twice on the terminal, or read from
+standard input with `--password-stdin` (one line) for scripts; it is never a command-line
+argument.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ app = typer.Typer(help="Console users: add, list, disable (docs/pages.md).", no_
 
 
 def _store(config: Path | None) -> SqliteStateStore:
-    return SqliteStateStore(load_settings(config).store.path)
+    return SqliteStateStore(load_settings(config).store.location)
 
 
 @app.command("add")

@@ -36,7 +36,7 @@ class Fleet:
             station_id, kind, self.settings.mqtt.url, self.interval_s, seed=seed, sim=sim
         )
         st.write_config(cfg)
-        store = SqliteStateStore(self.settings.store.path)
+        store = SqliteStateStore(self.settings.store.location)
         try:
             interval = data_interval_s or cfg["interval_s"]
             store.register_station(station_id, kind, {"interval_s": interval, **(meta or {})})

@@ -113,10 +113,10 @@ def record_audit(
     body = json.dumps(_clean(detail), ensure_ascii=False, sort_keys=True, default=str)
     with store.tx() as c:
         cur = c.execute(
-            "INSERT INTO audit(at, actor, action, target, detail) VALUES (?,?,?,?,?)",
+            "INSERT INTO audit(at, actor, action, target, detail) VALUES (?,?,?,?,?) RETURNING id",
             (time.time() if at is None else float(at), actor, action, target or "", body),
         )
-        return int(cur.lastrowid or 0)  # an INSERT always sets it
+        return int(cur.fetchone()[0])
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -219,7 +219,8 @@ def os_user() -> str:
 
 
 def record_to_path(path: str | Path, **row: Any) -> int:
-    """record_audit for the command-line tools: open the state store at `path`, append, close."""
+    """record_audit for the command-line tools: open the state store at `path` (a
+    file or a PostgreSQL URL), append, close."""
     store = SqliteStateStore(path)
     try:
         return record_audit(store, **row)

@@ -7,8 +7,21 @@ from typing import Any
 
 from envnet.store.cases import CASE_COLUMNS, CaseStore
 
+
 # A case is overdue when signing or reporting is past its deadline in the current cycle: the
 # same test as envnet.domain.cases.is_overdue, in SQL so that it filters on the indexes.
+def count_of(cond: str) -> str:
+    """`cond` as 1 / 0 (NULL when it is NULL) for sum(): SQLite sums a boolean as it is,
+    PostgreSQL has no sum(boolean)."""
+    return f"CASE WHEN {cond} THEN 1 WHEN NOT ({cond}) THEN 0 END"
+
+
+# No supervision order issued for that step of a case (the step was done on time).
+_NO_SLIP = (
+    "NOT EXISTS (SELECT 1 FROM case_slips s WHERE s.case_id=c.id"
+    " AND s.kind='supervision' AND s.reason='{reason}')"
+)
+
 OVERDUE_SQL = (
     "((state='assigned' AND sign_due_at <= :now)"
     " OR (state IN ('assigned','signed','handling') AND report_due_at <= :now))"
@@ -61,17 +74,17 @@ def supervision(store: CaseStore, since: float, until: float) -> dict[str, Any]:
     q = store.state.query
     sql = f"""
         SELECT {{key}} AS k, count(*) AS cases,
-          sum(NOT EXISTS (SELECT 1 FROM case_slips s WHERE s.case_id=c.id
-              AND s.kind='supervision' AND s.reason='sign')) AS signed_on_time,
-          sum(c.reported_at IS NOT NULL OR c.verified_at IS NOT NULL) AS reported,
-          sum(NOT EXISTS (SELECT 1 FROM case_slips s WHERE s.case_id=c.id
-              AND s.kind='supervision' AND s.reason='report')) AS reported_on_time,
+          sum({count_of(_NO_SLIP.format(reason="sign"))}) AS signed_on_time,
+          sum({count_of("c.reported_at IS NOT NULL OR c.verified_at IS NOT NULL")}) AS reported,
+          sum({count_of(_NO_SLIP.format(reason="report"))}) AS reported_on_time,
           sum({
-        OVERDUE_SQL.replace("state", "c.state")
-        .replace("sign_due_at", "c.sign_due_at")
-        .replace("report_due_at", "c.report_due_at")
+        count_of(
+            OVERDUE_SQL.replace("state", "c.state")
+            .replace("sign_due_at", "c.sign_due_at")
+            .replace("report_due_at", "c.report_due_at")
+        )
     }) AS overdue,
-          sum(c.state='closed') AS closed,
+          sum({count_of("c.state='closed'")}) AS closed,
           avg(CASE WHEN c.state='closed' THEN c.closed_at - c.opened_at END) AS mean_close_s,
           (SELECT count(*) FROM case_slips s JOIN cases c2 ON c2.id=s.case_id
               WHERE {{key2}} = {{key}} AND c2.opened_at >= :since AND c2.opened_at < :until

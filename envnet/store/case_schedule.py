@@ -23,8 +23,10 @@ from envnet.domain.alerts.rules import severity_rank
 from envnet.domain.cases import OPEN_STATES, DueSlip, due_slips
 from envnet.store.alerts import SqliteAlertStore
 from envnet.store.audit import record_audit
+from envnet.store.case_queries import count_of
 from envnet.store.cases import CaseError, CaseStore, clock_of, slip_view
 from envnet.store.cases_schema import ensure_schema
+from envnet.store.dialect import POSTGRESQL
 
 log = logging.getLogger("envnet.cases")
 
@@ -135,13 +137,18 @@ class CaseScheduler:
 
     # -- 2. evidence --------------------------------------------------------------------------
     def mark_evidence(self, now: float) -> int:
+        if self.state.db.dialect == POSTGRESQL:
+            ok_since = "CAST(CAST(a.data AS jsonb) ->> 'ok_since' AS REAL)"
+        else:
+            ok_since = "json_extract(a.data,'$.ok_since')"
+        still_open = count_of("a.state IN ('open','acknowledged')")
         with self.state.tx() as c:
             rows = c.execute(
-                "SELECT c.id, max(coalesce(json_extract(a.data,'$.ok_since'), a.updated_at)) AS t"
+                f"SELECT c.id, max(coalesce({ok_since}, a.updated_at)) AS t"
                 " FROM cases c JOIN case_alerts ca ON ca.case_id = c.id"
                 " JOIN alerts a ON a.id = ca.alert_id"
                 f" WHERE c.state IN {_OPEN} AND c.normal_since IS NULL"
-                " GROUP BY c.id HAVING sum(a.state IN ('open','acknowledged')) = 0"
+                f" GROUP BY c.id HAVING sum({still_open}) = 0"
             ).fetchall()
             for r in rows:
                 c.execute(
@@ -222,12 +229,13 @@ class CaseScheduler:
             to_unit = parents[unit] or unit
         cur = c.execute(
             "INSERT OR IGNORE INTO case_slips(case_id, kind, period, reason, due_at, issued_at,"
-            " unit, to_unit) VALUES (?,?,?,?,?,?,?,?)",
+            " unit, to_unit) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
             (row["id"], slip.kind, slip.period, slip.reason, slip.due_at, now, unit, to_unit),
         )
-        if cur.rowcount == 0:
+        inserted = cur.fetchone()
+        if inserted is None:
             return None  # issued by another server (or an earlier pass) already
-        s = slip_view(c.execute("SELECT * FROM case_slips WHERE id=?", (cur.lastrowid,)).fetchone())
+        s = slip_view(c.execute("SELECT * FROM case_slips WHERE id=?", (inserted[0],)).fetchone())
         detail = {k: s[k] for k in ("kind", "period", "reason", "due_at", "unit", "to_unit")}
         c.execute(
             "INSERT INTO case_history(case_id, at, actor, action, state, detail)"

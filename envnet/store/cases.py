@@ -29,6 +29,7 @@ from envnet.domain.webhooks import Event
 from envnet.store.audit import ensure_schema as ensure_audit_schema
 from envnet.store.audit import record_audit
 from envnet.store.cases_schema import ensure_schema
+from envnet.store.database import IntegrityError
 from envnet.store.grid import Grid
 from envnet.store.state import SqliteStateStore
 from envnet.store.webhooks import emit, prepare
@@ -214,7 +215,7 @@ class CaseStore:
                         at, actor, at, sign_due, report_due, alert_id, reopened_from, at,
                     ),
                 )  # fmt: skip
-            except sqlite3.IntegrityError:
+            except IntegrityError:  # the open-case unique index (either engine)
                 raise CaseError(
                     f"station {station} already has an open case for {rule}/{parameter}"
                 ) from None

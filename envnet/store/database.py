@@ -27,6 +27,11 @@ PostgreSQL: `open_database(location)` gives this class for a file path and
 envnet/store/postgres.py's `PgDatabase` (the same interface) for a `postgresql://` URL
 (`store.url`: gateways on several machines sharing one state store). Code that must differ by
 engine asks `db.dialect`; `order_lock` and `has_table` are here so that it rarely has to.
+
+Errors: the stores catch sqlite3's exception classes; PgDatabase raises psycopg's errors as
+subclasses of them (a unique violation is a `sqlite3.IntegrityError`, a lost connection a
+`sqlite3.OperationalError`), so one `except` serves both engines. `IntegrityError` below is the
+name to catch a refused duplicate by.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ from envnet.store.dialect import SQLITE
 from envnet.store.schema import Owner, migrate
 
 BUSY_TIMEOUT_S = 30
+# A write refused by a constraint (a duplicate key), on either engine: SQLite raises this class,
+# PgDatabase a subclass of it (envnet/store/postgres.py).
+IntegrityError = sqlite3.IntegrityError
 Synchronous = Literal["NORMAL", "FULL"]
 
 

@@ -22,12 +22,16 @@ What it rewrites (outside string literals, comments and quoted names):
   DEFAULT AS IDENTITY PRIMARY KEY` (SQLite's rowid alias hands out ids, so must PostgreSQL),
   `INTEGER` -> `BIGINT` (SQLite integers are 64 bits), `REAL` -> `DOUBLE PRECISION`
   (PostgreSQL's REAL is 32 bits: a timestamp would lose its seconds), `BLOB` -> `BYTEA`;
-  `WITHOUT ROWID` is dropped.
+  `WITHOUT ROWID` is dropped;
+- a guard trigger, `CREATE TRIGGER [IF NOT EXISTS] t BEFORE UPDATE|DELETE ON tbl BEGIN SELECT
+  RAISE(ABORT, 'msg'); END` (the audit trail's append-only rule) -> a PL/pgSQL function and
+  `CREATE OR REPLACE TRIGGER ... FOR EACH ROW`, raising with SQLSTATE restrict_violation, an
+  integrity error as SQLite's RAISE(ABORT) is. Any other trigger is refused.
 
-What it refuses, with a message naming the construct (`UnportableSqlError`): `INSERT OR
-REPLACE` (it needs a conflict target: write `ON CONFLICT(...) DO UPDATE`), `sqlite_master`
-(use `Database.has_table`), `last_insert_rowid()` (use `RETURNING id`, which both run), and
-SQLite-only functions that have no one-to-one translation (`printf`, `json_extract`,
+What it refuses, with a message naming the construct (`UnportableSqlError`): other triggers,
+`INSERT OR REPLACE` (it needs a conflict target: write `ON CONFLICT(...) DO UPDATE`),
+`sqlite_master` (use `Database.has_table`), `last_insert_rowid()` (use `RETURNING id`, which
+both run), and SQLite-only functions that have no one-to-one translation (`printf`, `json_extract`,
 `json_quote`, `strftime`, `julianday`, `group_concat`). Code that needs those branches on
 `Database.dialect` (envnet/store/state.py's station views do).
 """
@@ -36,9 +40,20 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
+
+
+def redacted(location: str | Path) -> str:
+    """The location for messages and logs: a PostgreSQL URL without its password."""
+    parts = urlsplit(str(location))
+    if parts.scheme not in ("postgresql", "postgres") or parts.password is None:
+        return str(location)
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class UnportableSqlError(ValueError):
@@ -80,6 +95,13 @@ _TYPES = [
     (re.compile(r"\s*\bWITHOUT\s+ROWID\b", re.IGNORECASE), ""),
     (re.compile(r"\bifnull\s*\(", re.IGNORECASE), "coalesce("),
 ]
+# The one trigger shape the stores use; \x00n\x00 is the masked message literal.
+_GUARD_TRIGGER = re.compile(
+    r"^\s*CREATE\s+TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s+BEFORE\s+(UPDATE|DELETE)\s+ON"
+    r"\s+(\w+)\s+BEGIN\s+SELECT\s+RAISE\s*\(\s*ABORT\s*,\s*(\x00\d+\x00)\s*\)\s*;\s*END\s*;?\s*$",
+    re.IGNORECASE,
+)
+_TRIGGER = re.compile(r"\bCREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\b", re.IGNORECASE)
 _CALL = re.compile(r"\b(max|min|json_each)\s*\(", re.IGNORECASE)
 
 
@@ -119,6 +141,26 @@ def _rewrite_calls(sql: str) -> str:
     return "".join(out)
 
 
+def _guard_trigger(sql: str, code: str, opaque: list[str]) -> str:
+    """SQLite's append-only guard trigger as a PL/pgSQL function and a row trigger (run
+    without parameters: two statements in one string)."""
+    m = _GUARD_TRIGGER.match(code)
+    if not m:
+        raise UnportableSqlError(
+            "CREATE TRIGGER: only BEFORE UPDATE|DELETE ... BEGIN SELECT RAISE(ABORT, 'msg'); END"
+            f" translates (in {sql!r})"
+        )
+    name, event, table, literal = m.groups()
+    message = opaque[int(literal.strip("\x00"))].replace("%", "%%")
+    function = f"{name}_guard"
+    return (
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS"
+        f" $envnet$BEGIN RAISE EXCEPTION {message} USING ERRCODE = 'restrict_violation';"
+        f" END$envnet$; CREATE OR REPLACE TRIGGER {name} BEFORE {event.upper()} ON {table}"
+        f" FOR EACH ROW EXECUTE FUNCTION {function}()"
+    )
+
+
 @lru_cache(maxsize=4096)
 def to_postgres(sql: str, with_params: bool = True) -> str:
     """`sql` (SQLite's) as PostgreSQL and psycopg take it; see the module docstring."""
@@ -129,6 +171,8 @@ def to_postgres(sql: str, with_params: bool = True) -> str:
         return _MASK.format(len(opaque) - 1)
 
     code = _OPAQUE.sub(mask, sql)
+    if _TRIGGER.search(code):
+        return _guard_trigger(sql, code, opaque)
     if refused := _REFUSED_RE.search(code):
         raise UnportableSqlError(
             f"{_REFUSED[' '.join(refused.group(1).lower().split())]} (in {sql!r})"

@@ -91,7 +91,7 @@ def record(
     with store.tx() as c:
         cur = c.execute(
             "INSERT INTO hj212_corrections(invalidation_id, action, station, hour_start,"
-            " hour_end, created_at) VALUES (?,?,?,?,?,?)",
+            " hour_end, created_at) VALUES (?,?,?,?,?,?) RETURNING id",
             (
                 invalidation_id,
                 action,
@@ -101,7 +101,7 @@ def record(
                 time.time() if at is None else at,
             ),
         )
-        return int(cur.lastrowid or 0)
+        return int(cur.fetchone()[0])
 
 
 _COLS = (

@@ -21,25 +21,69 @@ know which one they hold:
   The evaluator's partition ownership across machines (gateway/evaluation.py).
 
 Thread safety as in `Database`: one connection, a re-entrant lock held for a whole transaction
-or snapshot and for every statement. Not handled: a connection lost mid-run (the server
-restarted) surfaces as an error in the caller, which retries as it does for a busy SQLite; the
-gateway's processes are restarted by systemd when they cannot go on.
+or snapshot and for every statement.
+
+Errors come as sqlite3's classes (subclasses of them), so the stores' `except` clauses serve
+both engines: a constraint violation is a `sqlite3.IntegrityError` (envnet.store.database's
+`IntegrityError`), a lost connection or a server shutting down a `sqlite3.OperationalError`,
+anything else a `sqlite3.DatabaseError`; the psycopg error is the `__cause__`.
+
+A lost connection (the server restarted, a failover) is reopened at the start of the next unit
+of work, so gateways and servers outlive a database restart: when the first statement of a
+transaction() or snapshot() (its BEGIN), or a read outside them, fails because the connection
+is gone, a new connection is made and the statement run again; nothing had run on the old one.
+A write outside a transaction is run again only when the server said it ended the session
+before the statement (SQLSTATE 57P01/57P02, a shutdown); a connection that dies inside a
+transaction fails that transaction (rolled back by the server), and the caller's retry gets
+a new connection. If the server is still down, the reconnect's error goes to the caller.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.adapt import Loader
 
-from envnet.store.dialect import POSTGRESQL, to_postgres
+from envnet.store.dialect import POSTGRESQL, redacted, to_postgres
 from envnet.store.schema import Owner, migrate
+
+log = logging.getLogger(__name__)
+
+
+class PgIntegrityError(sqlite3.IntegrityError):
+    """psycopg's IntegrityError (unique, foreign key, not null, check violation)."""
+
+
+class PgOperationalError(sqlite3.OperationalError):
+    """psycopg's OperationalError: the connection lost, the server shutting down, ..."""
+
+
+class PgDatabaseError(sqlite3.DatabaseError):
+    """Any other psycopg error (a syntax error, an undefined table, ...)."""
+
+
+def _as_sqlite(e: psycopg.Error) -> sqlite3.DatabaseError:
+    """`e` as the sqlite3 class the stores catch (the original is its __cause__)."""
+    if isinstance(e, psycopg.IntegrityError):
+        cls: type[sqlite3.DatabaseError] = PgIntegrityError
+    elif isinstance(e, psycopg.OperationalError):
+        cls = PgOperationalError
+    else:
+        cls = PgDatabaseError
+    err = cls(str(e))
+    err.sqlstate = e.sqlstate  # type: ignore[attr-defined]
+    return err
+
+
+# The server ended the session before the statement (a restart): it did not run.
+_SESSION_ENDED = {"57P01", "57P02"}
 
 
 class Row:
@@ -117,6 +161,13 @@ class PgCursor:
         return iter(self.fetchall())
 
 
+_OPEN = {
+    psycopg.pq.TransactionStatus.ACTIVE,
+    psycopg.pq.TransactionStatus.INTRANS,
+    psycopg.pq.TransactionStatus.INERROR,
+}
+
+
 class PgConnection:
     """The `conn` a transaction yields: execute / executemany with SQLite's SQL."""
 
@@ -125,25 +176,23 @@ class PgConnection:
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        # UNKNOWN (a lost connection) is not a transaction: the next unit of work reconnects
+        return self.raw.info.transaction_status in _OPEN
 
     def execute(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
         params = args if args else None
-        return PgCursor(self.raw.execute(to_postgres(sql, params is not None), params))
+        try:
+            return PgCursor(self.raw.execute(to_postgres(sql, params is not None), params))
+        except psycopg.Error as e:
+            raise _as_sqlite(e) from e
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> PgCursor:
         cur = self.raw.cursor()
-        cur.executemany(to_postgres(sql), list(rows))
+        try:
+            cur.executemany(to_postgres(sql), list(rows))
+        except psycopg.Error as e:
+            raise _as_sqlite(e) from e
         return PgCursor(cur)
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def lock_key(name: str) -> int:
@@ -171,15 +220,53 @@ class PgDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = redacted(url)  # what messages name (the SQLite Database's file path)
-        self._raw = _connect(url)
+        try:
+            self._raw = _connect(url)
+        except psycopg.Error as e:
+            raise _as_sqlite(e) from e
         self._conn = PgConnection(self._raw)
         self._lock = threading.RLock()
         self._depth = 0
         self._ensured: set[tuple[str, str]] = set()
+        self.reconnects = 0  # connections reopened after a loss (tests, logs)
 
     def close(self) -> None:
         with self._lock:
             self._raw.close()
+
+    def _reconnect(self, why: Exception) -> None:
+        """A new connection in place of a lost one (the lock is held, no transaction open)."""
+        log.warning("PostgreSQL connection to %s lost (%s); reconnecting", self.path, why)
+        try:
+            self._raw.close()
+        except psycopg.Error:
+            pass
+        try:
+            raw = _connect(self.url)
+        except psycopg.Error as e:
+            raise _as_sqlite(e) from e
+        self._raw, self._conn = raw, PgConnection(raw)
+        self.reconnects += 1
+
+    def _lost(self, e: sqlite3.Error) -> bool:
+        return isinstance(e, PgOperationalError) and (self._raw.broken or self._raw.closed)
+
+    def _first(self, sql: str, args: tuple | dict[str, Any] = (), always: bool = True) -> Any:
+        """The first statement of a unit of work, run again on a new connection when the old
+        one turns out to be gone (`always` False: only when the server says it ended the
+        session before the statement)."""
+        if self._raw.closed:
+            self._reconnect(RuntimeError("connection closed"))
+        try:
+            return self._conn.execute(sql, args)
+        except sqlite3.OperationalError as e:
+            if not self._lost(e):
+                raise
+            if not always and getattr(e, "sqlstate", None) not in _SESSION_ENDED:
+                self._reconnect(e)  # for the next unit of work; this one may have run
+                raise
+            self._reconnect(e)
+            return self._conn.execute(sql, args)
 
     @property
     def in_transaction(self) -> bool:
@@ -203,13 +290,14 @@ class PgDatabase:
                     self._depth -= 1
                 conn.execute(f"RELEASE SAVEPOINT {savepoint}")
                 return
-            conn.execute("BEGIN")
+            self._first("BEGIN")
+            conn = self._conn  # a new one if the old was lost
             self._depth = 1
             try:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction and not self._raw.closed:
+                if conn.in_transaction and not (self._raw.closed or self._raw.broken):
                     conn.execute("ROLLBACK")
                 raise
             finally:
@@ -222,7 +310,8 @@ class PgDatabase:
             if self._depth or conn.in_transaction:
                 yield conn
                 return
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            self._first("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            conn = self._conn
             try:
                 yield conn
             finally:
@@ -230,11 +319,15 @@ class PgDatabase:
 
     def query(self, sql: str, args: tuple | dict[str, Any] = ()) -> list[Row]:
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+            if self._depth or self._conn.in_transaction:
+                return self._conn.execute(sql, args).fetchall()
+            return self._first(sql, args).fetchall()
 
     def execute(self, sql: str, args: tuple | dict[str, Any] = ()) -> PgCursor:
         with self._lock:
-            return self._conn.execute(sql, args)
+            if self._depth or self._conn.in_transaction:
+                return self._conn.execute(sql, args)
+            return self._first(sql, args, always=False)
 
     def has_table(self, name: str) -> bool:
         return bool(self.query("SELECT to_regclass(?) IS NOT NULL", (name,))[0][0])
@@ -282,6 +375,19 @@ class SessionLock:
 
     def close(self) -> None:
         self._conn.close()  # the session ends: PostgreSQL releases its advisory locks
+
+    def held(self) -> bool:
+        """Still held: its session is alive. A database restart ends every session, and its
+        locks with it, so an evaluator must stop when this turns False (it is not reconnected:
+        another process may have taken the lock by then)."""
+        if self._conn.closed:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            self._conn.close()
+            return False
+        return True
 
     def __enter__(self) -> SessionLock:
         return self

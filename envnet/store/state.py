@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from envnet.domain.alerts import summary_key
 from envnet.store.database import is_url, open_database
+from envnet.store.dialect import POSTGRESQL
 from envnet.store.schema import STATE_DB
 
 # Version 1: the schema as it was before versioning (never edit; append ALTERs as version 2...).
@@ -398,6 +399,8 @@ class SqliteStateStore:
             for t in ("'NaN'", "'Infinity'")
         )
         cols = f"id, {obj}, {suspect}"
+        if self.db.dialect == POSTGRESQL:
+            return self._views_json_in_sqlite(cols, where, args, limit, offset)
         with self.db.snapshot() as conn:
             if limit is None and not offset:
                 sqls = [p.format(cols=cols) + where + " ORDER BY id" for p in parts]
@@ -443,6 +446,46 @@ class SqliteStateStore:
                         heapq.merge(*(conn.execute(q, rng).fetchall() for q in sqls), key=_id)
                     )
         return total, [(r[0], r[1], bool(r[2])) for r in rows]
+
+    # The view's columns, as station_views_json's SQL reads them.
+    _VIEW_COLS = (
+        "id, kind, meta, registered_at, last_seen, last_reading_ts, last_seq, last_values,"
+        " last_flags, readings_total, status, status_body, status_at, health, health_at, indices"
+    )
+
+    def _views_json_in_sqlite(
+        self,
+        cols: str,
+        where: str,
+        args: dict[str, Any],
+        limit: int | None,
+        offset: int,
+    ) -> tuple[int, list[tuple[str, str, bool]]]:
+        """station_views_json on PostgreSQL: the station rows are read in one snapshot and the
+        same SQLite statements build the JSON from them in an in-memory SQLite database, so
+        the answer is byte for byte the SQLite path's (SQLite's printf, json_quote and JSON
+        functions; the state derived by the same expression). PostgreSQL's float formatting,
+        JSON functions and collation would each differ somewhere."""
+        view, unreg = self._views()
+        with self.db.snapshot() as conn:
+            fetched = [
+                conn.execute(f"SELECT {self._VIEW_COLS} FROM ({q}) v").fetchall()
+                for q in (view, unreg)
+            ]
+        mem = sqlite3.connect(":memory:")
+        try:
+            sqls = []
+            marks = ",".join("?" * len(self._VIEW_COLS.split(",")))
+            for name, rows in zip(("reg", "unreg"), fetched, strict=True):
+                # No declared types: every value keeps the type it was read with.
+                mem.execute(f"CREATE TABLE {name}({self._VIEW_COLS}, PRIMARY KEY(id))")
+                mem.executemany(f"INSERT INTO {name} VALUES ({marks})", [tuple(r) for r in rows])
+                sqls.append(f"SELECT {cols} FROM {name} v{where} ORDER BY id")
+            built = list(heapq.merge(*(mem.execute(q, args).fetchall() for q in sqls), key=_id))
+        finally:
+            mem.close()
+        page = built[offset : None if limit is None else offset + limit]
+        return len(built), [(r[0], r[1], bool(r[2])) for r in page]
 
     def get_station(self, station_id: str) -> dict[str, Any] | None:
         view, unreg = self._views()

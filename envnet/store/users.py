@@ -37,12 +37,12 @@ CREATE TABLE IF NOT EXISTS users (
 );
 CREATE TABLE IF NOT EXISTS user_sessions (
     token_hash TEXT PRIMARY KEY,
-    user TEXT NOT NULL REFERENCES users(name),
+    "user" TEXT NOT NULL REFERENCES users(name),
     csrf TEXT NOT NULL,
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS user_sessions_by_user ON user_sessions(user);
+CREATE INDEX IF NOT EXISTS user_sessions_by_user ON user_sessions("user");
 CREATE TABLE IF NOT EXISTS login_failures (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
@@ -156,7 +156,7 @@ class UserStore:
             row = c.execute("SELECT disabled FROM users WHERE name=?", (name,)).fetchone()
             if row is None:
                 raise UserError(f"no user {name!r}")
-            c.execute("DELETE FROM user_sessions WHERE user=?", (name,))
+            c.execute('DELETE FROM user_sessions WHERE "user"=?', (name,))
             if row[0]:
                 return False
             c.execute("UPDATE users SET disabled=1, updated_at=? WHERE name=?", (time.time(), name))
@@ -189,7 +189,7 @@ class UserStore:
         with self.state.tx() as c:
             c.execute("DELETE FROM user_sessions WHERE expires_at < ?", (now,))
             c.execute(
-                "INSERT INTO user_sessions(token_hash, user, csrf, created_at, expires_at)"
+                'INSERT INTO user_sessions(token_hash, "user", csrf, created_at, expires_at)'
                 " VALUES (?,?,?,?,?)",
                 (_token_hash(token), user.name, csrf, now, now + ttl_s),
             )
@@ -201,7 +201,7 @@ class UserStore:
             return None
         rows = self.state.query(
             "SELECT s.csrf, s.expires_at, u.name, u.role, u.unit, u.disabled, u.created_at"
-            " FROM user_sessions s JOIN users u ON u.name = s.user WHERE s.token_hash=?",
+            ' FROM user_sessions s JOIN users u ON u.name = s."user" WHERE s.token_hash=?',
             (_token_hash(token),),
         )
         if not rows or rows[0]["expires_at"] < time.time() or rows[0]["disabled"]:

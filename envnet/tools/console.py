@@ -22,6 +22,7 @@ import typer
 
 from envnet.domain import station_actions
 from envnet.store import audit
+from envnet.store.dialect import redacted
 
 BAUD = 115200
 REBOOT_MARKS = (b"rst:", b"ets ", b"boot:", b"MicroPython v", b"rebooting")
@@ -137,7 +138,7 @@ def human(res: dict) -> str:
 class AuditTo:
     """Where and as whom a console change is recorded (envnet/store/audit.py, docs/audit.md)."""
 
-    store_path: Path
+    store_path: str | Path  # the SQLite file or the PostgreSQL URL (settings.store.location)
     user: str
 
 
@@ -166,7 +167,7 @@ def _record(to: AuditTo, port: str, req: dict, before: dict, res: dict) -> None:
         )
     except Exception as e:  # noqa: BLE001 - the change is made; say loudly it is not recorded
         raise NotRecorded(
-            f"the station accepted {req['op']!r} but the audit trail at {to.store_path} "
+            f"the station accepted {req['op']!r} but the audit trail at {redacted(to.store_path)} "
             f"could not record it: {e}",
             res,
         ) from None

@@ -106,7 +106,7 @@ def provision(
     board_profile: str,
     out: Path,
     mqtt_url: str,
-    store_path: Path,
+    store_path: str | Path,
     password_file: Path,
     acl_file: Path,
     meta: dict | None = None,

@@ -356,7 +356,7 @@ def install(app: Any, settings: Any, state: Any) -> None:
     app.include_router(router(desk))
     # The scheduler reads and writes on a connection of its own: a pass over many cases then
     # never holds the request handlers' connection (WAL lets both read at once).
-    own = CaseStore(SqliteStateStore(settings.store.path), store.policy, settings)
+    own = CaseStore(SqliteStateStore(settings.store.location), store.policy, settings)
     worker = CaseSchedulerWorker(CaseScheduler(own), clock, cfg.tick_s, cfg.from_alerts)
     app.state.case_scheduler = worker
     run_with_app(app, worker)

@@ -333,11 +333,11 @@ def install(app: FastAPI, settings: Settings, *, max_body_bytes: int | None = No
     """Everything of issue 5 on an app from create_app: JSON errors and the body size limit,
     /webhooks, /metrics, and the delivery worker, started and stopped with the app's lifespan.
     CORS stays off (no CORS middleware is added)."""
-    outbox = Outbox(settings.store.path, base_url=public_base_url(settings))
+    outbox = Outbox(settings.store.location, base_url=public_base_url(settings))
     worker = DeliveryWorker(outbox, settings.webhooks)
     app.state.outbox = outbox
     app.state.webhook_worker = worker
     errors.install(app, max_body_bytes or errors.MAX_BODY_BYTES)
     app.include_router(router)
-    metrics.install(app, settings.store.path, outbox)
+    metrics.install(app, settings.store.location, outbox)
     run_with_app(app, worker)
