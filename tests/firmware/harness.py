@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from envnet.devkit.sim import SIM_BOARD_DIR, install_sim_board  # noqa: E402
-from envnet.tools.flash import MPY_FLAGS, device_sources, mpy_args  # noqa: E402
+from envnet.tools.flash import device_sources, mpy_args  # noqa: E402
 
 FW = ROOT / "firmware"
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
