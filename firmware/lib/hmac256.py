@@ -2,8 +2,9 @@
 # Used to check an OTA manifest's signature (docs/ota.md) against the fleet key.
 import hashlib
 import binascii
+from micropython import const
 
-_B = 64  # SHA-256 block size
+_B = const(64)  # SHA-256 block size
 
 
 def _pad(key, byte):
