@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 import harness  # noqa: E402
 
 DOC = harness.ROOT / "docs" / "firmware.md"
-TEST_HEAP = "132k"  # tests/firmware/test_fw_memory.py HEAP
-SOAK_HEAP = "176k"  # tests/firmware/test_fw_memory.py SOAK_HEAP (in-process reboot)
+TEST_HEAP = "120k"  # tests/firmware/test_fw_memory.py HEAP
+SOAK_HEAP = "160k"  # tests/firmware/test_fw_memory.py SOAK_HEAP (in-process reboot)
 
 CYCLE = r"""
 import gc, json, micropython, time
