@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 # Every phase in one run for both kinds on the 64-bit unix port, with a margin for placement
-# noise over the bench's figure (108 / 106 KB, bench/bench_firmware.py; docs/firmware.md; it
+# noise over the bench's figure (106 / 106 KB, bench/bench_firmware.py; docs/firmware.md; it
 # was 117 / 118 under 132k): a regression of more than about 12 KB fails here.
 # Issue 21 aims at 64k: not reachable with the modules loaded from flash into the heap
 # (about 60 KB live after boot on 64-bit, 20 KB of it bytecode); see docs/firmware.md "Memory".
