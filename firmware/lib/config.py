@@ -92,9 +92,11 @@ def _merge(dst, src):
 
 
 def _valid_id(s):
+    # strip(set) is empty only when every character is in the set. Not `for c in s`: every
+    # character a str yields is interned for the life of the station (a name in the heap).
     ok = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return (isinstance(s, str) and 2 <= len(s) <= 32 and s[0] in ok
-            and all(c in ok or c == "-" for c in s))
+    return (isinstance(s, str) and 2 <= len(s) <= 32 and not s[:1].strip(ok)
+            and not s.strip(ok + "-"))
 
 
 def check(cfg):

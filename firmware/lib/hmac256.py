@@ -2,8 +2,9 @@
 # Used to check an OTA manifest's signature (docs/ota.md) against the fleet key.
 import hashlib
 import binascii
+from micropython import const
 
-_B = 64  # SHA-256 block size
+_B = const(64)  # SHA-256 block size
 
 
 def _pad(key, byte):
@@ -44,11 +45,16 @@ def hexdigest(key, msg):
 
 def equal(a, b):
     # Compare without stopping at the first difference (no timing hint to an attacker).
+    # As bytes: indexing a str interns every character it yields, for good.
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
     if len(a) != len(b):
         return False
     r = 0
     for i in range(len(a)):
-        r |= ord(a[i]) ^ ord(b[i]) if isinstance(a, str) else a[i] ^ b[i]
+        r |= a[i] ^ b[i]
     return r == 0
 
 

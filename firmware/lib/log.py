@@ -4,9 +4,10 @@
 # written in place: twenty strings of their own, renewed at every event, would pin
 # small blocks all over the heap and split its free space (docs/firmware.md "Memory").
 import time
+from micropython import const
 
-_MAX = 20
-_KEEP = 100  # bytes of a line kept for the console (a reading line is ~250)
+_MAX = const(20)  # const(): the names are never interned on the board
+_KEEP = const(100)  # bytes of a line kept for the console (a reading line is ~250)
 _ring = bytearray(_MAX * _KEEP)
 _lens = bytearray(_MAX)  # bytes used in each slot
 _next = 0  # slot the next line goes to

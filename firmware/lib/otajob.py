@@ -103,9 +103,16 @@ def step(st, budget_ms):
 
 # --- the manifest (the rules: otarules.py; the same steps as the server's, in
 # envnet/domain/ota/manifest.py, checked by tests/firmware/test_fw_ota_manifest_rules.py)
+def _only(s, chars):
+    # True when every character of s is in chars. Not `all(c in chars for c in s)`: each
+    # character a str yields is interned for good (MicroPython never frees a name), and a
+    # manifest's paths and hashes would leave every letter and digit behind.
+    return not s.strip(chars)
+
+
 def version_ok(v):
-    return (isinstance(v, str) and 0 < len(v) <= R.VERSION_MAX and v[0] in R.VERSION_FIRST
-            and all(c in R.VERSION_CHARS for c in v)
+    return (isinstance(v, str) and 0 < len(v) <= R.VERSION_MAX
+            and _only(v[:1], R.VERSION_FIRST) and _only(v, R.VERSION_CHARS)
             and not any(x in v for x in R.VERSION_FORBIDDEN))
 
 
@@ -113,7 +120,7 @@ def _safe_path(p):
     if not isinstance(p, str) or not p or p[0] == "/" or len(p) > R.PATH_MAX:
         return False
     for part in p.split("/"):
-        if not part or part in (".", "..") or any(c not in R.PATH_CHARS for c in part):
+        if not part or part in (".", "..") or not _only(part, R.PATH_CHARS):
             return False
     return p not in R.PATH_RESERVED
 
@@ -137,9 +144,14 @@ def _check_top(m, ver, key_id, nfiles):
         raise Fail("bad manifest: files (a list of 1 to %d)" % R.MAX_FILES)
 
 
-def _check_files(f, at, buf):
-    # Every entry, one at a time from flash; seen holds the paths only while it runs.
-    seen = {}
+def _check_files(f, at, buf, nfiles):
+    # Every entry, one at a time from flash. Duplicates: a 16-bit hash of each path seen, in
+    # one block made here (a dict of the paths grew in steps of 300-600 bytes, late in a
+    # fragmented heap); a hash that matches is confirmed against that entry's path, read back.
+    first = at
+    hs = bytearray(2 * nfiles)
+    missing = list(R.REQUIRED)
+    i = 0
     while True:
         e, at = _entry(f, at, buf)
         if e is None:
@@ -147,17 +159,29 @@ def _check_files(f, at, buf):
         p, n, h = e
         if not _safe_path(p):
             raise Fail("bad manifest: unsafe file path %r" % (p,))
-        if p in seen:
-            raise Fail("bad manifest: duplicate file path %r" % (p,))
-        seen[p] = 1
+        x = hash(p) & 0xFFFF
+        for j in range(i):
+            if hs[2 * j] | hs[2 * j + 1] << 8 == x and _path_at(f, first, j, buf) == p:
+                raise Fail("bad manifest: duplicate file path %r" % (p,))
+        hs[2 * i] = x & 0xFF
+        hs[2 * i + 1] = x >> 8
+        i += 1
+        if p in missing:
+            missing.remove(p)
         if not _int(n) or n < 0:
             raise Fail("bad manifest: size of %s" % p)
         if (not isinstance(h, str) or len(h) != R.SHA256_LEN
-                or any(c not in R.SHA256_CHARS for c in h)):
+                or not _only(h, R.SHA256_CHARS)):
             raise Fail("bad manifest: sha256 of %s" % p)
-    for p in R.REQUIRED:
-        if p not in seen:
-            raise Fail("bad manifest: no %s" % p)
+    if missing:
+        raise Fail("bad manifest: no %s" % missing[0])
+
+
+def _path_at(f, at, j, buf):
+    # The path of entry j of the files array whose first entry is at offset at.
+    for _ in range(j):
+        at = _entry(f, at, buf)[1]
+    return _entry(f, at, buf)[0][0]
 
 
 # --- the manifest, streamed: never parsed whole (json.load of 39 entries was about 12 KB
@@ -322,7 +346,7 @@ def check_stream(f, size, buf, ver, key_id):
         raise Fail("bad manifest: larger than %d bytes" % R.MAX_MANIFEST)
     m, at, nfiles = _scan(f, buf)
     _check_top(m, ver, key_id, nfiles)
-    _check_files(f, at, buf)
+    _check_files(f, at, buf, nfiles)
     return m, at
 
 
@@ -339,7 +363,9 @@ def load_manifest(path, size, buf, ver, key_id):
 def _utf8_file(path, buf):
     # True when the file is UTF-8 (what raw.decode() checks in parse_manifest), decoded a
     # chunk at a time; a character cut by the chunk's end is carried to the next one.
-    mv = memoryview(buf)
+    # Chunks of 128 bytes, not the whole buffer: decode() copies what it checks into a new
+    # block, and late in a long-running station's life a 513-byte hole may be missing.
+    mv = memoryview(buf)[:128]
     keep = 0
     with open(path, "rb") as f:
         while True:

@@ -9,6 +9,7 @@
 # meta file written atomically after each replayed batch. Overflow overwrites the
 # oldest slot, advances the tail and counts it in `dropped`.
 import struct
+from micropython import const
 import fsutil
 
 try:
@@ -23,8 +24,8 @@ except ImportError:  # builds without it: plain bitwise CRC-32
         return crc ^ 0xFFFFFFFF
 
 _HDR = "<BBHII"
-_HLEN = 12
-_MAGIC = 0xE5
+_HLEN = const(12)  # const(): the names are never interned on the board
+_MAGIC = const(0xE5)
 
 
 class RingBuffer:

@@ -10,9 +10,21 @@
 # parameter whose sensor failed on most samples gets "fault". Priority of the single
 # flag per parameter: maint > fault > range > cal > warmup.
 from time import ticks_ms, ticks_diff
+from micropython import const
 from contract import param_range
 
-_N, _SUM, _LO, _HI, _RN, _RSUM, _WN, _WSUM, _FAULT, _CAL = range(10)
+# const(): an underscored constant is folded in at compile time, so its name is never
+# interned on the board (names stay in the heap for good).
+_N = const(0)
+_SUM = const(1)
+_LO = const(2)
+_HI = const(3)
+_RN = const(4)
+_RSUM = const(5)
+_WN = const(6)
+_WSUM = const(7)
+_FAULT = const(8)
+_CAL = const(9)
 
 
 class Sampler:

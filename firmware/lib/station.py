@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from time import ticks_ms, ticks_diff, ticks_add
+from micropython import const
 import log
 import reading
 import health
@@ -23,9 +24,11 @@ from seqstore import SeqStore
 from ringbuf import RingBuffer
 
 FW = "0.2.0"
-_IDLE_MS = 50  # loop granularity: console and MQTT latency
-_RESYNC_MS = 6 * 3600 * 1000
-_OOM_REBOOT = 3  # MemoryErrors in a row before the station reboots to a clean heap
+# const(): an underscored constant is folded in at compile time, so its name is never
+# interned on the board (names stay in the heap for good).
+_IDLE_MS = const(50)  # loop granularity: console and MQTT latency
+_RESYNC_MS = const(6 * 3600 * 1000)
+_OOM_REBOOT = const(3)  # MemoryErrors in a row before the station reboots to a clean heap
 # Loaded for one command and freed after it (their bytecode lives in the heap on a board).
 _ON_DEMAND = ("commands", "config")
 

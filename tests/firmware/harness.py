@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from envnet.devkit.sim import SIM_BOARD_DIR, install_sim_board  # noqa: E402
-from envnet.tools.flash import MPY_FLAGS, device_sources  # noqa: E402
+from envnet.tools.flash import device_sources, mpy_args  # noqa: E402
 
 FW = ROOT / "firmware"
 MICROPYTHON = str(Path(sys.executable).with_name("micropython"))
@@ -533,10 +533,10 @@ def flash_layout(station: Path) -> Path:
         if dest == "main.py":
             shutil.copyfile(src, station / dest)
         else:
-            compile_mpy(src, station / dest.replace(".py", ".mpy"), *MPY_FLAGS)
+            compile_mpy(src, station / dest.replace(".py", ".mpy"), *mpy_args(src))
     sim = install_sim_board(station, FW)
     for p in sorted(sim.glob("*.py")):
-        compile_mpy(p, p.with_suffix(".mpy"), *MPY_FLAGS)
+        compile_mpy(p, p.with_suffix(".mpy"), *mpy_args(p))
         p.unlink()
     return station
 
@@ -590,7 +590,7 @@ def run_memphases(
     """mp_memphases.py in a flash_layout() station under `-X heapsize=heap`; with romfs, the
     firmware imported from romfs_image() instead (its block in the heap printed as ROMFS n)."""
     # Compiled too: parsing the driver from source would cost heap no station pays.
-    compile_mpy(MEMPHASES, Path(station) / "mp_memphases.mpy", *MPY_FLAGS)
+    compile_mpy(MEMPHASES, Path(station) / "mp_memphases.mpy", *mpy_args(MEMPHASES))
     code = f"import sys\nsys.argv[1:] = {list(args)!r}\n"
     if romfs:
         code += _ROMFS_BOOT.format(img=ROMFS_IMAGE, sim=SIM_BOARD_DIR)
