@@ -31,7 +31,7 @@ from envnet.cli import app as cli
 from envnet.devkit.services import PostgreSQL, free_port
 from envnet.domain.alerts.repository import Alert
 from envnet.store.alerts import SqliteAlertStore
-from envnet.store.database import IntegrityError
+from envnet.store.database import IntegrityError, open_database
 from envnet.store.state import SqliteStateStore
 from envnet.tools import provision as pv
 
@@ -457,3 +457,28 @@ def test_evaluators_give_up_partitions_whose_lock_a_restart_ended(
     finally:
         for g in gateways:
             g.stop()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_nested_transaction_undoes_only_its_own_part(
+    tmp_path: Path, postgresql: PostgreSQL, engine: str
+) -> None:
+    """transaction() inside an open one is a savepoint (envnet/store/nesting.py): a failing
+    inner part is undone, the outer work and a later inner part commit; the same on both."""
+    location = str(tmp_path / "n.db") if engine == "sqlite" else _database(postgresql, "nest")
+    db = open_database(location)
+    db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    with db.transaction() as c:
+        c.execute("INSERT INTO t(k, v) VALUES (?, ?)", (1, "outer"))
+        with pytest.raises(RuntimeError), db.transaction() as inner:
+            inner.execute("INSERT INTO t(k, v) VALUES (?, ?)", (2, "undone"))
+            raise RuntimeError("one bad message")
+        with db.transaction() as inner:
+            inner.execute("INSERT INTO t(k, v) VALUES (?, ?)", (3, "kept"))
+        assert db.in_transaction
+    assert not db.in_transaction
+    assert [tuple(r) for r in db.query("SELECT k, v FROM t ORDER BY k")] == [
+        (1, "outer"),
+        (3, "kept"),
+    ]
+    db.close()

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from envnet.store.dialect import SQLITE
+from envnet.store.nesting import savepoint
 from envnet.store.schema import Owner, migrate
 
 BUSY_TIMEOUT_S = 30
@@ -114,18 +115,8 @@ class Database:
         with self._lock:
             conn = self._conn
             if self._depth:
-                savepoint = f"sp{self._depth}"
-                conn.execute(f"SAVEPOINT {savepoint}")
-                self._depth += 1
-                try:
+                with savepoint(self, conn):
                     yield conn
-                except BaseException:
-                    conn.execute(f"ROLLBACK TO {savepoint}")
-                    conn.execute(f"RELEASE {savepoint}")
-                    raise
-                finally:
-                    self._depth -= 1
-                conn.execute(f"RELEASE {savepoint}")
                 return
             conn.execute("BEGIN IMMEDIATE")
             self._depth = 1

@@ -52,6 +52,7 @@ import psycopg
 from psycopg.adapt import Loader
 
 from envnet.store.dialect import POSTGRESQL, redacted, to_postgres
+from envnet.store.nesting import savepoint
 from envnet.store.schema import Owner, migrate
 
 log = logging.getLogger(__name__)
@@ -277,18 +278,8 @@ class PgDatabase:
         with self._lock:
             conn = self._conn
             if self._depth:
-                savepoint = f"sp{self._depth}"
-                conn.execute(f"SAVEPOINT {savepoint}")
-                self._depth += 1
-                try:
+                with savepoint(self, conn):
                     yield conn
-                except BaseException:
-                    conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
-                    conn.execute(f"RELEASE SAVEPOINT {savepoint}")
-                    raise
-                finally:
-                    self._depth -= 1
-                conn.execute(f"RELEASE SAVEPOINT {savepoint}")
                 return
             self._first("BEGIN")
             conn = self._conn  # a new one if the old was lost
