@@ -19,6 +19,7 @@ from conftest import Proc, wait_until
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from envnet.config import load_config
 from envnet.devkit.services import free_port
@@ -223,8 +224,14 @@ schema = schemathesis.openapi.from_asgi(
     derandomize="ENVNET_SCHEMATHESIS_EXAMPLES" not in os.environ,
 )
 def test_schemathesis_finds_no_server_error(case) -> None:
-    # with the key, so that generated data reaches the handlers behind the auth check
-    case.call_and_validate(headers=AUTH)
+    # With the key, so that generated data reaches the handlers behind the auth check. Not
+    # with schemathesis' negative-data check: its "invalid" requests can serialize to valid
+    # ones (a query value [false] for a string parameter is sent as `unit=false`, a valid
+    # string; a case made invalid by leaving out Authorization gets our key), so it failed
+    # now and then on requests the API rightly accepted (CI, GET /cases?unit=false). What
+    # must be refused is tested directly: test_every_numeric_query_parameter_has_bounds,
+    # the 401/403/422 tests above.
+    case.call_and_validate(headers=AUTH, excluded_checks=[negative_data_rejection])
 
 
 def test_every_numeric_query_parameter_has_bounds(client: TestClient) -> None:
