@@ -265,7 +265,16 @@ class EvaluationWorker:
     def _loop(self) -> None:
         next_tick = time.monotonic() + TICK_S
         while not self.stop_event.is_set():
-            if not self.step():
+            try:
+                evaluated = self.step()
+            except Exception as e:  # the store unreachable (a database restart): the cursor
+                # did not move, so the same items are read again once it answers
+                log.warning(
+                    "partition %d: reading the queue failed (%s); retrying", self.partition, e
+                )
+                self.stop_event.wait(1.0)
+                continue
+            if not evaluated:
                 self.wakeup.wait(min(IDLE_POLL_S, max(next_tick - time.monotonic(), 0)))
                 self.wakeup.clear()
             if time.monotonic() >= next_tick:
@@ -317,6 +326,7 @@ class PartitionWorkers:
         self.stop_event = threading.Event()
         self._free_since: dict[int, float] = {}
         self._threads: list[threading.Thread] = []
+        self._running: dict[int, threading.Thread] = {}  # partition -> its worker's thread
 
     def _claim(self, partition: int, lock) -> None:
         worker = EvaluationWorker(self.settings, partition=partition)
@@ -329,6 +339,7 @@ class PartitionWorkers:
 
         t = threading.Thread(target=run, name=f"alerts-p{partition}", daemon=True)
         self._threads.append(t)
+        self._running[partition] = t
         t.start()
         log.info("evaluating partition %d of %d", partition, self.partitions)
 
@@ -376,6 +387,12 @@ class PartitionWorkers:
         and their advisory locks ended); the partitions are then claimed again like any free
         one, by this process or another, so that a partition never has two evaluators."""
         for p, lock in list(self.locks.items()):
+            if not self._running[p].is_alive():  # died of an error it did not expect: its
+                # `with lock` let the partition go; claimed again like any free one
+                log.error("partition %d: its evaluator stopped unexpectedly; freeing it", p)
+                del self.locks[p]
+                self.workers.pop(p)
+                continue
             if getattr(lock, "held", None) is None or lock.held():
                 continue  # a file lock (SQLite) is held for as long as the file is open
             log.warning("partition %d: its lock was lost (database restart?); stopping", p)
