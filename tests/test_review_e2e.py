@@ -187,6 +187,7 @@ def test_invalidate_a_day_then_restore_on_the_real_stack(
     assert inv["created_by"] == "rev" and inv["active"] is True
     assert "error" not in inv["recompute"], inv["recompute"]
     assert inv["recompute"]["hourly_withdrawn"] == 24
+    assert inv["recompute"]["daily_withdrawn"] == 1, inv["recompute"]  # the day: nothing valid
     assert inv["recompute"]["bulletins_rewritten"] == [DATES[1]]
 
     after = _figures(server, influxdb)

@@ -27,6 +27,7 @@ _CHANGES = (
     "hourly_withdrawn",
     "hourly_recomputed",
     "daily_recomputed",
+    "daily_withdrawn",
     "water_withdrawn",
     "water_recomputed",
     "daily_aqi_rewritten",

@@ -103,6 +103,7 @@ class Summary:
     hourly_recomputed: int = 0
     hourly_restored: int = 0
     daily_recomputed: int = 0
+    daily_withdrawn: int = 0
     daily_restored: int = 0
     water_withdrawn: int = 0
     water_recomputed: int = 0
@@ -118,6 +119,7 @@ class Summary:
             "hourly_recomputed": self.hourly_recomputed,
             "hourly_restored": self.hourly_restored,
             "daily_recomputed": self.daily_recomputed,
+            "daily_withdrawn": self.daily_withdrawn,
             "daily_restored": self.daily_restored,
             "water_withdrawn": self.water_withdrawn,
             "water_recomputed": self.water_recomputed,
@@ -419,6 +421,7 @@ class Recomputer:
         last = cal.day_start(days[-1], self.zone)
         got = self._sync(AQI, {"station": station, "window": "24h"}, first, last, decide)
         s.daily_recomputed += got.get("recomputed", 0)
+        s.daily_withdrawn += got.get("withdrawn", 0)
         s.daily_restored += got.get("restored", 0)
 
     def _daily_aqi(
