@@ -107,6 +107,17 @@ def _drained(store_path: Path, readings: int) -> bool:
     return got[0] >= readings and queued[0] == 0
 
 
+def wait_evaluating(procs: list[Proc]) -> None:
+    """Every gateway subscribed and evaluating a partition of its own."""
+    for p in procs:
+        wait_until(lambda p=p: "subscribed to" in p.output(), 30, what="subscription")
+    wait_until(
+        lambda: all(p.output().count("evaluating partition") >= 1 for p in procs),
+        30,
+        what="every gateway evaluating a partition",
+    )
+
+
 def _run(tmp: Path, mosquitto, influxdb, gateways: int, database: str) -> dict:
     tmp.mkdir()
     store = tmp / "envnet.db"
@@ -120,13 +131,7 @@ def _run(tmp: Path, mosquitto, influxdb, gateways: int, database: str) -> dict:
         env = component_env(tmp, mosquitto, influxdb, f"{database}-{k}", **extra)
         procs.append(Proc(["gateway"], env, tmp / f"gateway-{k}.log").start())
     try:
-        for p in procs:
-            wait_until(lambda p=p: "subscribed to" in p.output(), 30, what="subscription")
-        wait_until(
-            lambda: all(p.output().count("evaluating partition") >= 1 for p in procs),
-            30,
-            what="every gateway evaluating a partition",
-        )
+        wait_evaluating(procs)
         published = 0
         for msgs in recorded_input(_t0()):
             _publish(mosquitto.port, msgs)

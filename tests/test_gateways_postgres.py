@@ -33,6 +33,7 @@ from test_gateways_partitioned import (
     _t0,
     influx_answer,
     recorded_input,
+    wait_evaluating,
 )
 
 from envnet.devkit.services import PostgreSQL, component_env
@@ -148,13 +149,7 @@ def _run(
         env = component_env(home, mosquitto, influxdb, f"{database}-{k}", **extra)
         procs.append(Proc(["gateway"], env, tmp / f"gateway-{k}.log").start())
     try:
-        for p in procs:
-            wait_until(lambda p=p: "subscribed to" in p.output(), 30, what="subscription")
-        wait_until(
-            lambda: all(p.output().count("evaluating partition") >= 1 for p in procs),
-            30,
-            what="every gateway evaluating a partition",
-        )
+        wait_evaluating(procs)
         published = sent = 0
         for day, msgs in enumerate(recorded_input(_t0())):
             if day == kill_at:
