@@ -218,7 +218,7 @@ def soak_figures(tmp: Path, rig: dict, key: bytes, cycles: int = 10080) -> dict:
     taken per segment between (re)boots over the quiet point of every outage period (cycles
     100-249 of 500: up, nothing buffered), from the third period of the segment on: the first
     outage after a boot leaves a one-off 64 B (harness.soak_segment), and the reboot into the
-    slot a step of about 5.5 KB (the first station's interned names stay in the unix port's
+    slot a step of about 5.4 KB (the first station's interned names stay in the unix port's
     process; a board resets). A regression over a stretch holding a step reads the step as
     a slope."""
     st = harness.memory_station(tmp / "mem-soak", rig, key)
