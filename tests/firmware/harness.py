@@ -629,6 +629,43 @@ def parse_soak(out: str) -> list[tuple[int, int, int, int]]:
     ]
 
 
+def parse_qstr(out: str) -> dict[int, int]:
+    """QSTR lines and the qstr_info() line after each -> {cycle: interned names (n_qstr)}."""
+    res: dict[int, int] = {}
+    cur = None
+    for line in out.splitlines():
+        if line.startswith("QSTR "):
+            cur = int(line.split()[1])
+        elif cur is not None and "n_qstr=" in line:
+            res[cur] = int(line.split("n_qstr=", 1)[1].split(",", 1)[0])
+            cur = None
+    return res
+
+
+def soak_segment(out: str, every: int, start: int, end: int) -> dict:
+    """The soak's cycles [start, end) at their quiet point: the stretch of each outage period
+    (every cycles: outage at every/2, back at every/2 + every/10) from a fifth of the way in
+    to the outage, where the station is up with nothing buffered. start should leave two
+    outage periods after a (re)boot, one broker drop and one Wi-Fi loss: the first outage
+    after a boot leaves a one-off 64 B for good (measured; none of the later ones does).
+    -> {points: [(cycle, free)], buffered: the most buffered at a quiet point, slope (B per
+    cycle), net (last - first free), names: (first, last) interned-name counts}."""
+    pts = [
+        p
+        for p in parse_soak(out)
+        if start <= p[0] < end and every // 5 <= p[0] % every < every // 2
+    ]
+    names = [n for c, n in sorted(parse_qstr(out).items()) if start <= c < end]
+    xy = [(c, f) for c, f, _, _ in pts]
+    return {
+        "points": xy,
+        "buffered": max((b for *_, b in pts), default=0),
+        "slope": slope(xy) if xy else 0.0,
+        "net": xy[-1][1] - xy[0][1] if xy else 0,
+        "names": (names[0], names[-1]) if names else (0, 0),
+    }
+
+
 def slope(points: list[tuple[int, int]]) -> float:
     """Least-squares slope of y over x (bytes per cycle for the soak)."""
     n = len(points)

@@ -8,7 +8,9 @@
 #   PHASE <name> <ok|MemoryError|...> <alloc> <free> <word bytes>
 # followed by micropython.mem_info() (the CPython side reads "max free sz", the largest
 # free block, in GC blocks). bench.json in the directory holds the TLS port and the OTA
-# URL. The soak prints "SOAK <cycle> <free after gc.collect>" once per cycle.
+# URL. The soak prints "SOAK <cycle> <free after gc.collect> <next seq> <buffered>" once per
+# cycle and, at the quiet point of each outage period (a fifth of the way in), "QSTR <cycle>"
+# followed by micropython.qstr_info() (the interned-name count, which never shrinks).
 import gc
 import json
 import sys
@@ -48,11 +50,15 @@ def wait_up(st, ms=8000):
         raise OSError("no MQTT connection: %s" % st.link.last_error)
 
 
-def set_sim(board, d):
-    # sim.json as the tests write it; forget the board's cached copy so it counts now.
+def set_sim(d):
+    # sim.json as the tests write it; forget the running board's cached copy so it counts
+    # now. The running board: after the soak's reboot into the new slot it is another module
+    # than the one imported before (a board module kept from before the reboot would keep
+    # the new board reading its 0.5 s cache: an outage of 50 cycles then lasted about a
+    # second of wall time, a thousand fast offline cycles, and the ring buffer overflowed).
     with open("sim.json", "w") as f:
         f.write(json.dumps(d))
-    board.BOARD._sim_at = None
+    sys.modules["board"].BOARD._sim_at = None
 
 
 def ph_boot():
@@ -83,9 +89,7 @@ def ph_publish():
 
 
 def ph_replay():
-    import board
-
-    set_sim(board, {"offline": True})
+    set_sim({"offline": True})
     ST.link.tick()  # Wi-Fi lost: the session goes
     first = ST.seq.next
     for _ in range(1000):
@@ -93,7 +97,7 @@ def ph_replay():
         ST.send_reading(ST.make_reading())
     if len(ST.buf) != 1000:
         raise ValueError("%d buffered, not 1000" % len(ST.buf))
-    set_sim(board, {})
+    set_sim({})
     ST.link.retry_at = time.ticks_ms()
     wait_up(ST)
     n = 0
@@ -224,24 +228,21 @@ def soak(cycles, outage_every, ota_at):
     # Compressed clock: a cycle is one interval (12 samples, a reading, health every 5th),
     # run back to back through the station's own step(). Outages alternate between Wi-Fi
     # lost (readings buffered, replayed later) and a broker that vanished (socket gone).
+    # The driver holds no firmware module or class of its own across the reboot (set_sim
+    # and start_loop look them up): each would keep the old version's module in the heap.
     global ST
-    import board
-
     ph_boot()
     st = ST
-    from console import Console
-
-    st.console = Console(st)
-    st._schedule()
+    start_loop(st)
     ota_done = False
     for c in range(cycles):
         if outage_every and c % outage_every == outage_every // 2:
             if (c // outage_every) % 2:
-                set_sim(board, {"offline": True})
+                set_sim({"offline": True})
             elif st.link.up:
                 st.link.client.sock.close()  # the broker went away under us
         if outage_every and c % outage_every == outage_every // 2 + outage_every // 10:
-            set_sim(board, {})
+            set_sim({})
             st.link.retry_at = time.ticks_ms()
         for i in range(12):
             now = time.ticks_ms()
@@ -258,7 +259,18 @@ def soak(cycles, outage_every, ota_at):
             st = reboot_into_slot()
         gc.collect()
         print("SOAK %d %d %d %d" % (c, gc.mem_free(), st.seq.next, len(st.buf)))
+        if outage_every and c % outage_every == outage_every // 5:
+            print("QSTR %d" % c)
+            micropython.qstr_info()
     print("SOAKEND")
+
+
+def start_loop(st):
+    # What Station.run() does before its loop (a console, the timers).
+    from console import Console
+
+    st.console = Console(st)
+    st._schedule()
 
 
 def reboot_into_slot():
@@ -293,10 +305,7 @@ def reboot_into_slot():
     board.loader_reset("soft")
     st = fwmain.station(board, log)
     wait_up(st)
-    from console import Console
-
-    st.console = Console(st)
-    st._schedule()
+    start_loop(st)
     ST = st
     return st
 

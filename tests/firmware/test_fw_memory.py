@@ -63,25 +63,41 @@ def test_a_too_small_heap_fails_visibly(tmp_path, rig):
     assert "MemoryError" in r.stdout + r.stderr
 
 
+# The shortened soak: outage periods of 100 cycles, the OTA at 600, 2,200 cycles in all (about
+# a minute and a half): long enough after the reboot into the new slot (1,400 cycles, 1,325 of
+# them past the warm-up) that a leak of the size the bench once reported (51 B per 1,000
+# cycles; it was the outage bug below, not a leak) takes two 32-byte GC blocks and fails.
+SOAK_CYCLES, SOAK_EVERY, SOAK_OTA = 2200, 100, 600
+
+
 def test_short_soak_free_heap_does_not_trend_down(tmp_path, rig):
-    # 700 compressed cycles (the bench runs 10,080: 7 days of 60 s), broker outages and Wi-Fi
-    # losses every 100 cycles, an OTA (download, verify, reboot into the new slot) at 320.
+    # Compressed cycles (the bench runs 10,080: 7 days of 60 s), broker drops and Wi-Fi losses
+    # alternating every 100 cycles, an OTA (download, verify, reboot into the new slot).
     st = harness.memory_station(tmp_path / "soak", rig, KEY)
-    r = harness.run_memphases(st, ["soak", "700", "100", "320"], SOAK_HEAP, timeout=600)
-    pts = harness.parse_soak(r.stdout)
-    assert len(pts) == 700 and "SOAKEND" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "confirmed" in r.stdout and "replayed" in r.stdout
+    args = ["soak", str(SOAK_CYCLES), str(SOAK_EVERY), str(SOAK_OTA)]
+    r = harness.run_memphases(st, args, SOAK_HEAP, timeout=600)
+    out = r.stdout
+    pts = harness.parse_soak(out)
+    assert len(pts) == SOAK_CYCLES and "SOAKEND" in out, out[-3000:] + r.stderr[-3000:]
+    assert "confirmed" in out and "replayed" in out
     # seq: one reading per cycle, none lost across outages and the reboot into the new slot.
-    assert pts[-1][2] - pts[0][2] == 699
-    # The trend after warm-up (log ring filled, first outage and replay buffer), per segment
-    # between reboots, over the quiet stretch of every outage period (cycles 20-45 of 100:
-    # outages run 50-60, their buffering and replay make the free heap swing meanwhile).
-    quiet = [(c, free) for c, free, _, _ in pts if 20 <= c % 100 <= 45]
-    before = [p for p in quiet if 100 < p[0] < 320]
-    after = [p for p in quiet if p[0] > 400]
-    for seg in (before, after):
-        s = harness.slope(seg)
-        assert s * 10080 > -2048, f"free heap falls {s:.3f} B/cycle"
+    assert pts[-1][2] - pts[0][2] == SOAK_CYCLES - 1
+    # Per segment between reboots, past the first broker drop and the first Wi-Fi loss of
+    # each, at the quiet point of every outage period (cycles 20-49 of 100).
+    for start, end in ((2 * SOAK_EVERY, SOAK_OTA), (SOAK_OTA + 2 * SOAK_EVERY, SOAK_CYCLES)):
+        seg = harness.soak_segment(out, SOAK_EVERY, start, end)
+        where = f"cycles {start}-{end}: {seg['points'][::10]}"
+        # Every outage ended as scheduled: up and caught up at each quiet point (after the
+        # reboot the driver once kept steering the old board's sim cache, and the station
+        # sat offline with its ring buffer filling for the rest of the run).
+        assert seg["buffered"] == 0, where
+        # No interned name per cycle, per reconnect or per replay: the pool never shrinks.
+        assert seg["names"][0] == seg["names"][1] > 0, seg["names"]
+        # The free heap after gc.collect() at the same point of each cycle does not fall by
+        # more than one 32-byte block over the segment (a one-off block may move; a slope of
+        # 51 B per 1,000 cycles loses two over the 1,325 cycles after the reboot). The net
+        # change, not a regression slope: one block moving in the middle reads as a slope.
+        assert seg["net"] >= -32, where
 
 
 def _seqs(sub: harness.Subscriber, station: str) -> list[int]:
