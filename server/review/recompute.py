@@ -67,7 +67,7 @@ from envnet.store.alerts import SqliteAlertStore
 from envnet.store.influx.corrected import use_corrected
 from envnet.store.influx.delete import delete_points
 from envnet.store.influx.line_protocol import line
-from envnet.store.influx.reports import InfluxQL, hourly_counts
+from envnet.store.influx.reports import InfluxQL, hourly_counts, influxql_string
 from envnet.store.state import SqliteStateStore
 from server.reports.service import Reports
 
@@ -158,7 +158,7 @@ class Points:
     def select(self, match: Mapping[str, str], first: int, last: int) -> list[Pt]:
         """(ts s, tags, fields) of every point with these tags and first <= time <= last."""
         tags, types = self.tag_keys(), self.types()
-        conds = [f'"{k}" = {_q(v)}' for k, v in match.items()]
+        conds = [f'"{k}" = {influxql_string(v)}' for k, v in match.items()]
         where = " AND ".join([*conds, f"time >= {first}s", f"time <= {last}s"])
         out = []
         for s in self.db.series(f'SELECT * FROM "{self.m}" WHERE {where}'):
@@ -185,10 +185,6 @@ class Points:
 
     def lines(self, points: Iterable[Pt]) -> list[str]:
         return [line(self.m, t, f, ts * 1000) for ts, t, f in points]
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", r"\'") + "'"
 
 
 def _moving(series: Mapping[int, float], h: int, hours: int, min_hours: int) -> float | None:

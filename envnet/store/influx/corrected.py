@@ -16,14 +16,10 @@ from collections.abc import Iterable, Sequence
 
 from envnet.store.influx.delete import END_OF_TIME, delete_points
 from envnet.store.influx.line_protocol import line
-from envnet.store.influx.reports import InfluxQL
+from envnet.store.influx.reports import InfluxQL, influxql_string
 
 CORRECTED = "air_corrected"
 Means = dict[str, dict[str, dict[int, float]]]  # station -> parameter -> hour start -> mean
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", r"\'") + "'"
 
 
 def corrected_means(
@@ -32,7 +28,7 @@ def corrected_means(
     """station -> parameter -> hour start -> corrected value, as the worker wrote them."""
     if not params:
         return {}
-    cond = " OR ".join(f'"parameter" = {_q(p)}' for p in params)
+    cond = " OR ".join(f'"parameter" = {influxql_string(p)}' for p in params)
     out: dict[str, dict[str, dict[int, float]]] = {}
     for s in db.series(
         f'SELECT "value" FROM "{CORRECTED}" WHERE time >= {start}s AND time < {end}s'

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import httpx
 
 from envnet.config import InfluxSettings
-from envnet.store.influx.reports import InfluxQL
+from envnet.store.influx.reports import InfluxQL, influxql_string
 
 log = logging.getLogger("envnet.influx")
 
@@ -86,16 +86,12 @@ def server_generation(s: InfluxSettings) -> int:
     return gen
 
 
-def _influxql_str(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", r"\'") + "'"
-
-
 def _ident(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', r"\"") + '"'
 
 
 def influxql_delete(measurement: str, tags: Mapping[str, str], first: int, last: int) -> str:
-    conds = [f"{_ident(k)} = {_influxql_str(v)}" for k, v in tags.items()]
+    conds = [f"{_ident(k)} = {influxql_string(v)}" for k, v in tags.items()]
     conds.append(f"time >= {first}s AND time <= {last}s")
     return f"DELETE FROM {_ident(measurement)} WHERE {' AND '.join(conds)}"
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from envnet.store.influx.reports import InfluxQL, _ident, _time_range
+from envnet.store.influx.reports import InfluxQL, _ident, _time_range, influxql_string
 
 Sample = tuple[float, dict[str, float], dict[str, str]]  # (ts, values, flags; "*" whole)
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", r"\'") + "'"
 
 
 def station_readings(
@@ -32,7 +28,7 @@ def station_readings(
     cols = ", ".join(_ident(c) for c in [*params, *flag_cols])
     series = db.series(
         f"SELECT {cols} FROM {_ident(measurement)} WHERE {_time_range(start, end)}"
-        f' AND "station" = {_q(station)} ORDER BY time'
+        f' AND "station" = {influxql_string(station)} ORDER BY time'
     )
     out: list[Sample] = []
     for s in series:

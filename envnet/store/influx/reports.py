@@ -33,7 +33,9 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', r"\"") + '"'
 
 
-def _str(s: str) -> str:
+def influxql_string(s: str) -> str:
+    """An InfluxQL string literal (single quotes; backslash and quote escaped): the one
+    quoting of every tag value a query compares with."""
     return "'" + s.replace("\\", "\\\\").replace("'", r"\'") + "'"
 
 
@@ -123,7 +125,7 @@ def hourly_counts(
 ) -> Counts:
     """Count and sum of each parameter per station and clock hour, flagged values out
     (of every station, or of `station` only)."""
-    only = f' AND "station" = {_str(station)}' if station else ""
+    only = f' AND "station" = {influxql_string(station)}' if station else ""
     tasks = [(p, a, b) for p in params for a, b in _chunks(start, end)]
 
     def run(task: tuple[str, int, int]) -> list[dict]:
@@ -180,7 +182,7 @@ def flagged(
     flag_cols = [f"flag_{p}" for p in params] + ["flag_all"]
     cols = ", ".join(_ident(c) for c in [*params, *flag_cols])
     cond = " OR ".join(f"{_ident(c)} =~ /./" for c in flag_cols)
-    only = f' AND "station" = {_str(station)}' if station else ""
+    only = f' AND "station" = {influxql_string(station)}' if station else ""
     out: list[Flagged] = []
     for a, b in _chunks(start, end):
         q = (
