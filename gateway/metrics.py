@@ -37,13 +37,19 @@ _pending = BY_NAME["envnet_buffer_pending"]
 buffer_pending = Gauge(_pending.name, _pending.help, _pending.labels, registry=REGISTRY)
 
 
-def snapshot() -> dict[str, float]:
-    """Flat name{labels} -> value, for the state store (the server's /metrics reads it)."""
+def _escape(value: str) -> str:
+    """A label value as the text format writes it (a platform name may hold a quote)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def snapshot(registry: CollectorRegistry = REGISTRY) -> dict[str, float]:
+    """Flat name{labels} -> value, for the state store (the server's /metrics reads it):
+    this gateway's counters, or the uplink's (gateway/uplink_metrics.py)."""
     out: dict[str, float] = {}
-    for metric in REGISTRY.collect():
+    for metric in registry.collect():
         for s in metric.samples:
             if s.name.endswith("_created"):
                 continue
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
             out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
     return out

@@ -23,17 +23,13 @@ from prometheus_client.registry import Collector
 from envnet.config import UplinkPlatform
 from envnet.store.database import Database
 from envnet.store.uplink_metrics import BY_NAME
+from gateway import metrics
 
 
 def _counter(registry: CollectorRegistry, name: str) -> Counter:
     f = BY_NAME[name]
     assert f.type == "counter", name
     return Counter(f.name, f.help, f.labels, registry=registry)
-
-
-def _escape(value: str) -> str:
-    """A label value as the text format writes it (a platform name may hold a quote)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 class _Live(Collector):
@@ -108,11 +104,4 @@ class UplinkMetrics:
 
     def snapshot(self) -> dict[str, float]:
         """Flat name{labels} -> value (the gateway's format, gateway/metrics.py)."""
-        out: dict[str, float] = {}
-        for metric in self.registry.collect():
-            for s in metric.samples:
-                if s.name.endswith("_created"):
-                    continue
-                labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
-                out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-        return out
+        return metrics.snapshot(self.registry)
