@@ -48,6 +48,7 @@ def _cst(ts: float) -> str:
 def test_aggregation_hour_and_day(tmp_path: Path):
     env = {
         "ENVNET_UPLINK_OUTBOX_PATH": str(tmp_path / "uplink.db"),
+        "ENVNET_STORE_PATH": str(tmp_path / "no-state.db"),  # never made: no server here
         "ENVNET_UPLINK_PLATFORMS": json.dumps(
             [{"name": "p", "host": "127.0.0.1", "port": 1, "stations": {"air-01": MN}}]
         ),
@@ -85,6 +86,7 @@ def test_mqtt_to_platform_hour_data_survives_outage(tmp_path: Path, mosquitto):
         ENVNET_MQTT_URL=mosquitto.url,
         ENVNET_UPLINK_CLIENT_ID=f"uplink-{free_port()}",
         ENVNET_UPLINK_OUTBOX_PATH=str(tmp_path / "uplink.db"),
+        ENVNET_STORE_PATH=str(tmp_path / "no-state.db"),  # never made: no server here
         ENVNET_UPLINK_ACK_TIMEOUT_S="2",
         ENVNET_UPLINK_BACKOFF_MAX_S="0.5",
         ENVNET_UPLINK_PLATFORMS=json.dumps(
@@ -172,6 +174,7 @@ def test_unacknowledged_packets_are_resent(tmp_path: Path):
     platform = TestPlatform(ack=False).start()
     env = {
         "ENVNET_UPLINK_OUTBOX_PATH": str(tmp_path / "uplink.db"),
+        "ENVNET_STORE_PATH": str(tmp_path / "no-state.db"),  # never made: no server here
         "ENVNET_UPLINK_ACK_TIMEOUT_S": "0.3",
         "ENVNET_UPLINK_BACKOFF_MAX_S": "0.2",
         "ENVNET_UPLINK_PLATFORMS": json.dumps(
