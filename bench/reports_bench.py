@@ -118,14 +118,20 @@ def timed(label: str, fn):
     return out, dt
 
 
+def register_stations(store_path: Path) -> SqliteStateStore:
+    """The bench's stations in a state store: one in ten a national station, the rest micro."""
+    store = SqliteStateStore(store_path)
+    for i, (sid, district) in enumerate(station_ids()):
+        cls = "national" if i % 10 == 0 else "micro"
+        store.register_station(sid, "air", {"district": district, "class": cls})
+    return store
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="envnet-reports-bench-") as tmp:
         with InfluxDB(Path(tmp) / "influxdb") as influx:
             store_path = Path(tmp) / "envnet.db"
-            store = SqliteStateStore(store_path)
-            for i, (sid, district) in enumerate(station_ids()):
-                cls = "national" if i % 10 == 0 else "micro"
-                store.register_station(sid, "air", {"district": district, "class": cls})
+            store = register_stations(store_path)
             # the month starts at local midnight in the bureau's zone
             t0 = cal.day_start(FIRST, ReportSettings(timezone=TZ).zone)
             t = time.perf_counter()

@@ -37,6 +37,7 @@ from reports_bench import (  # noqa: E402
     TZ,
     _post,
     console,
+    register_stations,
     station_ids,
     timed,
     write_month,
@@ -47,7 +48,6 @@ from envnet.core import calendar as cal  # noqa: E402
 from envnet.domain.reports.settings import ReportSettings  # noqa: E402
 from envnet.domain.review.invalidation import check_request  # noqa: E402
 from envnet.store import review  # noqa: E402
-from envnet.store.state import SqliteStateStore  # noqa: E402
 from server.reports.service import Reports  # noqa: E402
 from server.review.recompute import Recomputer  # noqa: E402
 
@@ -70,10 +70,7 @@ def main() -> None:
 
         with InfluxDB(Path(tmp) / "influxdb") as influx:
             store_path = Path(tmp) / "envnet.db"
-            store = SqliteStateStore(store_path)
-            for i, (sid, district) in enumerate(station_ids()):
-                cls = "national" if i % 10 == 0 else "micro"
-                store.register_station(sid, "air", {"district": district, "class": cls})
+            store = register_stations(store_path)
             t0 = cal.day_start(FIRST, ReportSettings(timezone=TZ).zone)
             n = write_month(influx, t0)
             http = httpx.Client(timeout=120)
