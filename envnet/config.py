@@ -6,7 +6,6 @@ A missing or wrong setting stops start-up with one line that names the key, for 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -26,6 +25,7 @@ from envnet.domain.alerts.rules import AlertSettings
 from envnet.domain.cases.settings import CaseSettings
 from envnet.domain.reports.settings import ReportSettings, TargetSettings
 from envnet.domain.review.settings import ReviewSettings
+from envnet.domain.settings_json import json_if_text
 
 ENV_PREFIX = "ENVNET_"
 
@@ -213,10 +213,7 @@ def parse_api_keys(v: str) -> dict[str, str]:
     """`name:key,name:key` (or a JSON object) -> {name: key}."""
     v = v.strip()
     if v.startswith("{"):
-        try:
-            return json.loads(v)
-        except ValueError as e:
-            raise ValueError(f"not valid JSON: {e}") from None
+        return json_if_text(v)
     out: dict[str, str] = {}
     for item in filter(None, (i.strip() for i in v.split(","))):
         name, sep, key = item.partition(":")
@@ -336,14 +333,7 @@ class UplinkSettings(_Section):
     @field_validator("platforms", mode="before")
     @classmethod
     def _json(cls, v):
-        if isinstance(v, str):
-            import json
-
-            try:
-                return json.loads(v)
-            except ValueError as e:
-                raise ValueError(f"not valid JSON: {e}") from None
-        return v
+        return json_if_text(v)
 
 
 class Settings(_Section):

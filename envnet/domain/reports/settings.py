@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from envnet.core.calendar import DEFAULT_TIMEZONE
 from envnet.core.standards import gb3838
 from envnet.core.standards.hj633 import POLLUTANTS
+from envnet.domain.settings_json import json_if_text
 
 
 def _split(v: object) -> object:
@@ -83,14 +84,7 @@ class TargetSettings(BaseModel):
     @field_validator("sections", mode="before")
     @classmethod
     def _json(cls, v: object) -> object:
-        if isinstance(v, str):  # ENVNET_TARGETS_SECTIONS='{"hun-city-01": "III"}'
-            import json
-
-            try:
-                return json.loads(v)
-            except ValueError as e:
-                raise ValueError(f"not valid JSON: {e}") from None
-        return v
+        return json_if_text(v)  # ENVNET_TARGETS_SECTIONS='{"hun-city-01": "III"}'
 
     @field_validator("sections")
     @classmethod

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from envnet.domain.review.calibration import Limits
 from envnet.domain.review.consistency import Check
+from envnet.domain.settings_json import json_if_text
 
 
 class ReviewSettings(BaseModel):
@@ -60,12 +60,7 @@ class ReviewSettings(BaseModel):
     @classmethod
     def _json(cls, v: Any) -> Any:
         # ENVNET_REVIEW_INSPECTIONS takes the table as JSON: {"station": [unix s, ...]}
-        if isinstance(v, str):
-            try:
-                return json.loads(v)
-            except ValueError as e:
-                raise ValueError(f"not valid JSON: {e}") from None
-        return v
+        return json_if_text(v)
 
     def limits(self) -> Limits:
         return Limits(
