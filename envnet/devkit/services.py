@@ -309,6 +309,10 @@ class InfluxDB(_Process):
         self.rpc_port = free_port()
         self.database = database
         self.conf_path = self.workdir / "influxdb.conf"
+        # Ports we picked may be taken between free_port() and influxd's bind (another
+        # process's ephemeral port): the first start then picks again. A restart keeps its
+        # port (clients are configured with it), and so does a port the caller gave.
+        self._may_repick = port is None
 
     @property
     def url(self) -> str:
@@ -341,6 +345,17 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         )
 
     def start(self, timeout: float = 30.0) -> None:
+        for attempt in range(3):
+            try:
+                self._start(timeout)
+                break
+            except ServiceError as e:
+                if not (self._may_repick and "address already in use" in str(e)) or attempt == 2:
+                    raise
+                self.port, self.rpc_port = free_port(), free_port()
+        self._may_repick = False
+
+    def _start(self, timeout: float) -> None:
         if not Path(INFLUXD_BIN).exists():
             raise ServiceError("influxd is not installed (apt-get install influxdb)")
         self.write_conf()
